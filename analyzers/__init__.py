@@ -1,0 +1,1 @@
+"""Headless core of LayerScope: summaries, loaders and numbers. Never imports Qt."""

@@ -1,0 +1,196 @@
+"""Loader registry: one file per format; pick by extension, confirm by sniffing, then open.
+
+Sniffing reads a few bytes and imports no framework. Every loader is a generator that yields
+`Progress` and returns a `ModelSummary`; a loader that cannot read a file raises
+`UnsupportedFile` / `CorruptFile` with one sentence a user understands.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from analyzers.errors import CorruptFile, LayerScopeError, UnsupportedFile, sentence
+from analyzers.summary import ModelSummary
+from analyzers.tasks import Steps
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What the user said about how to open a file."""
+
+    trust: bool = False  # allow unpickling code (full nn.Module, Keras Lambda layers)
+    arch: str | None = None  # "module:Class" or "path/file.py:Class" for a bare state_dict
+    arch_kwargs: dict = field(default_factory=dict, compare=False, hash=False)
+    names_only: bool = False  # HF folders: name tree from headers, no framework import
+
+
+OpenFunc = Callable[[Path, LoadOptions], Steps[ModelSummary]]
+SniffFunc = Callable[[Path], bool]
+
+
+@dataclass(frozen=True)
+class LoaderSpec:
+    """A registered format: how to recognise it and how to open it."""
+
+    name: str
+    open: OpenFunc
+    patterns: tuple[str, ...]
+    priority: int
+    sniff: SniffFunc | None
+    folder: bool
+    description: str
+
+    def matches_name(self, path: Path) -> bool:
+        """True when the file name matches one of the loader's glob patterns."""
+        name = path.name.lower()
+        return any(fnmatch.fnmatch(name, p.lower()) for p in self.patterns)
+
+    def sniffs(self, path: Path) -> bool:
+        """Run the content sniffer; a sniffer that fails to read counts as no."""
+        if self.sniff is None:
+            return True
+        try:
+            return bool(self.sniff(path))
+        except (OSError, ValueError, EOFError):
+            return False
+
+
+_REGISTRY: list[LoaderSpec] = []
+
+
+def loader(
+    name: str,
+    *,
+    patterns: tuple[str, ...] = (),
+    priority: int = 0,
+    sniff: SniffFunc | None = None,
+    folder: bool = False,
+    description: str = "",
+) -> Callable[[OpenFunc], OpenFunc]:
+    """Register `func` as the opener of format `name` (decorator)."""
+
+    def register(func: OpenFunc) -> OpenFunc:
+        _REGISTRY[:] = [s for s in _REGISTRY if s.name != name]
+        _REGISTRY.append(LoaderSpec(name, func, patterns, priority, sniff, folder, description or name))
+        _REGISTRY.sort(key=lambda s: -s.priority)
+        return func
+
+    return register
+
+
+def registered() -> list[LoaderSpec]:
+    """All loaders, highest priority first."""
+    _import_all()
+    return list(_REGISTRY)
+
+
+def find_loader(path: Path) -> LoaderSpec:
+    """The loader for `path`: extension match confirmed by sniffing, then content sniffing alone."""
+    _import_all()
+    path = Path(path)
+    if not path.exists():
+        raise UnsupportedFile(sentence(path, "no such file or folder"))
+    if path.is_dir():
+        for spec in _REGISTRY:
+            if spec.folder and spec.sniffs(path):
+                return spec
+        raise UnsupportedFile(
+            sentence(path, "this folder holds no model LayerScope can read "
+                           "(expected a Hugging Face folder with config.json and weights, or a SavedModel)")
+        )
+    by_name = [s for s in _REGISTRY if not s.folder and s.matches_name(path)]
+    for spec in by_name:
+        if spec.sniffs(path):
+            return spec
+    others = [s for s in _REGISTRY if not s.folder and s not in by_name and s.sniff is not None]
+    for spec in others:
+        if spec.sniffs(path):
+            return spec
+    if path.stat().st_size == 0:
+        raise CorruptFile(sentence(path, "the file is empty"))
+    if by_name:
+        raise CorruptFile(
+            sentence(path, f"the name says {by_name[0].description} but the content is not; "
+                           "the file is corrupted or truncated")
+        )
+    raise UnsupportedFile(sentence(path, f"'{path.suffix or path.name}' is not a model format LayerScope reads"))
+
+
+def open_model(path: Path | str, options: LoadOptions | None = None) -> Steps[ModelSummary]:
+    """Steps that open any supported file or folder into a ModelSummary."""
+    path = Path(path).expanduser()
+    spec = find_loader(path)
+    return _guarded(spec, path, options or LoadOptions())
+
+
+def _guarded(spec: LoaderSpec, path: Path, options: LoadOptions) -> Steps[ModelSummary]:
+    """Run a loader, turning any stray library error into one sentence about the file."""
+    try:
+        return (yield from spec.open(path, options))
+    except LayerScopeError:
+        raise
+    except MemoryError:
+        raise CorruptFile(sentence(path, "reading it ran out of memory; the header is probably corrupted")) from None
+    except (OSError, ValueError, KeyError, IndexError, TypeError, RuntimeError, EOFError, AttributeError,
+            UnicodeDecodeError, ImportError, OverflowError, AssertionError) as exc:
+        raise CorruptFile(sentence(path, f"could not read it as {spec.description} ({_brief(exc)})")) from exc
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200].rstrip(".")
+
+
+def file_dialog_filter() -> str:
+    """A Qt file-dialog filter string built from the registered patterns."""
+    _import_all()
+    parts = []
+    all_patterns: list[str] = []
+    for spec in _REGISTRY:
+        if spec.folder or not spec.patterns:
+            continue
+        pats = [p for p in spec.patterns if "*" in p]
+        all_patterns.extend(pats)
+        parts.append(f"{spec.description} ({' '.join(pats)})")
+    head = f"All models ({' '.join(dict.fromkeys(all_patterns))})"
+    return ";;".join([head, *parts, "All files (*)"])
+
+
+# Loader modules, imported on first use; each registers itself and imports no framework at
+# module level, so this stays cheap.
+LOADER_MODULES = (
+    "safetensors_loader",
+    "pytorch_loader",
+    "hf_folder",
+)
+
+_OPTIONAL_LOADER_MODULES = (
+    "keras_loader",
+    "h5_weights",
+    "savedmodel",
+    "onnx_loader",
+    "gguf_loader",
+    "torchscript_loader",
+    "torch_export",
+)
+
+_imported = False
+
+
+def _import_all() -> None:
+    global _imported
+    if _imported:
+        return
+    _imported = True
+    for mod in LOADER_MODULES:
+        importlib.import_module(f"{__name__}.{mod}")
+    for mod in _OPTIONAL_LOADER_MODULES:
+        try:
+            importlib.import_module(f"{__name__}.{mod}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{mod}":
+                raise

@@ -1,0 +1,1 @@
+"""The shell: state, workers, main window, actions, CLI. Wires widgets to analyzers."""

@@ -1,0 +1,96 @@
+"""Command line: `layerscope inspect|run|attribute ...` and, with no command, the window.
+
+Every user-facing failure is one sentence on stderr and exit code 2; no traceback reaches a user
+(set LAYERSCOPE_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+# command -> module with add_arguments(parser) and run(args) -> int
+COMMANDS: dict[str, tuple[str, str]] = {
+    "inspect": ("app.cli_inspect", "Print what a checkpoint holds: layers, parameters, bytes, memory what-ifs."),
+    "run": ("app.cli_run", "Run a model on an input and print its prediction, latency and memory."),
+    "attribute": ("app.cli_attribute", "Compute a saliency / attribution map for a model and an input."),
+}
+
+EXIT_USER_ERROR = 2
+
+
+def _available_commands() -> dict[str, tuple[str, str]]:
+    out = {}
+    for name, (module, help_text) in COMMANDS.items():
+        if importlib.util.find_spec(module) is not None:
+            out[name] = (module, help_text)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Parser for the sub-commands (the window takes its own arguments)."""
+    parser = argparse.ArgumentParser(
+        prog="layerscope",
+        description="LayerScope: see what is inside a neural-network checkpoint.",
+        epilog="Without a command, `layerscope [PATH [PATH2]]` opens the window.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in _available_commands().items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `layerscope` and `python main.py`."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args_list and args_list[0] in COMMANDS:
+        parser = build_parser()
+        args = parser.parse_args(args_list)
+        module = importlib.import_module(COMMANDS[args.command][0])
+        return guarded(module.run, args)
+    if args_list and args_list[0] in ("-h", "--help") and importlib.util.find_spec("app.gui") is None:
+        build_parser().print_help()
+        return 0
+    return guarded(_gui, args_list)
+
+
+def _gui(args_list: list[str]) -> int:
+    if importlib.util.find_spec("app.gui") is None:
+        print("layerscope: the window is not part of this build; use `layerscope inspect PATH`.", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return importlib.import_module("app.gui").main(args_list)
+
+
+def guarded(func, *args) -> int:
+    """Call `func`, turning user errors into one line on stderr and exit code 2."""
+    from analyzers.errors import LayerScopeError
+    from analyzers.tasks import Cancelled
+
+    try:
+        return int(func(*args) or 0)
+    except LayerScopeError as exc:
+        print(f"layerscope: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (KeyboardInterrupt, Cancelled):
+        print("layerscope: cancelled.", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        if os.environ.get("LAYERSCOPE_DEBUG"):
+            raise
+        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        print(f"layerscope: error: unexpected {type(exc).__name__}{': ' + text if text else ''} "
+              "(set LAYERSCOPE_DEBUG=1 for details).", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""`layerscope inspect PATH`: the summary as a table, Markdown or JSON (schema layerscope.summary/1)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from analyzers.errors import LayerScopeError
+from analyzers.loaders import LoadOptions, open_model
+from analyzers.tasks import drive
+from app.progress import TerminalProgress
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of `inspect`."""
+    p.add_argument("path", help="checkpoint file or model folder")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_const", dest="format", const="json",
+                     help="print one JSON document (schema layerscope.summary/1)")
+    fmt.add_argument("--table", action="store_const", dest="format", const="table",
+                     help="print a layer tree with own/total params, %% and bytes (default)")
+    fmt.add_argument("--markdown", action="store_const", dest="format", const="markdown",
+                     help="print Markdown tables")
+    p.add_argument("--depth", type=int, default=None, metavar="N",
+                   help="deepest level shown (root is 0); default: 3 for tables, all for JSON")
+    p.add_argument("--trust", action="store_true",
+                   help="allow files that pickle Python code (full nn.Module, Keras Lambda layers) to run it")
+    p.add_argument("--arch", metavar="SPEC", help="architecture of a bare state_dict: module:Class or file.py:Class")
+    p.add_argument("--arch-kwargs", metavar="JSON", default="{}", help="constructor arguments for --arch, as JSON")
+    p.add_argument("--batch", type=int, default=1, metavar="B", help="batch size for the KV-cache estimate")
+    p.add_argument("--seq-len", type=int, default=None, metavar="S",
+                   help="sequence length for the KV-cache estimate (default: context length, at most 4096)")
+    p.add_argument("--names-only", action="store_true",
+                   help="HF folders: tree of tensor names from the headers, no framework import")
+    p.add_argument("--no-tensors", action="store_true", help="JSON: leave out each layer's tensor list")
+
+
+def options_from(args: argparse.Namespace) -> LoadOptions:
+    """LoadOptions from parsed arguments (shared by every command that opens a model)."""
+    try:
+        kwargs = json.loads(args.arch_kwargs or "{}")
+    except json.JSONDecodeError as exc:
+        raise LayerScopeError(f"--arch-kwargs is not valid JSON ({exc.msg} at character {exc.pos}).") from None
+    if not isinstance(kwargs, dict):
+        raise LayerScopeError("--arch-kwargs must be a JSON object, e.g. '{\"num_classes\": 10}'.")
+    return LoadOptions(trust=args.trust, arch=args.arch, arch_kwargs=kwargs, names_only=args.names_only)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Open, summarise, print."""
+    if args.batch < 1 or (args.seq_len is not None and args.seq_len < 1):
+        raise LayerScopeError("--batch and --seq-len must be positive integers.")
+    if args.depth is not None and args.depth < 0:
+        raise LayerScopeError("--depth must be 0 or more.")
+    progress = TerminalProgress()
+    try:
+        summary = drive(open_model(args.path, options_from(args)), progress)
+    finally:
+        progress.close()
+    fmt = args.format or "table"
+    if fmt == "json":
+        from analyzers.summary_json import summary_to_json
+
+        doc = summary_to_json(summary, depth=args.depth, batch=args.batch, seq_len=args.seq_len,
+                              tensors=not args.no_tensors)
+        json.dump(doc, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        from analyzers.table import DEFAULT_TABLE_DEPTH, render_markdown, render_table
+
+        depth = args.depth if args.depth is not None else DEFAULT_TABLE_DEPTH
+        render = render_markdown if fmt == "markdown" else render_table
+        sys.stdout.write(render(summary, depth=depth, batch=args.batch, seq_len=args.seq_len))
+    return 0
