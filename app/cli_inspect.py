@@ -64,7 +64,11 @@ def run(args: argparse.Namespace) -> int:
 
         doc = summary_to_json(summary, depth=args.depth, batch=args.batch, seq_len=args.seq_len,
                               tensors=not args.no_tensors)
-        json.dump(doc, sys.stdout, indent=1)
+        # Indented for a person at a terminal, compact for a pipe (70B: 0.5 MB instead of 1.3 MB).
+        if sys.stdout.isatty():
+            json.dump(doc, sys.stdout, indent=1)
+        else:
+            json.dump(doc, sys.stdout, separators=(",", ":"))
         sys.stdout.write("\n")
     else:
         from analyzers.table import DEFAULT_TABLE_DEPTH, render_markdown, render_table

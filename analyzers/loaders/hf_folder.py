@@ -60,9 +60,9 @@ def read_config(folder: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(cfg.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CorruptFile(sentence(cfg, "config.json is not valid JSON")) from None
+        raise CorruptFile(sentence(folder, "its config.json is not valid JSON")) from None
     if not isinstance(data, dict):
-        raise CorruptFile(sentence(cfg, "config.json is not a JSON object"))
+        raise CorruptFile(sentence(folder, "its config.json is not a JSON object"))
     return data
 
 

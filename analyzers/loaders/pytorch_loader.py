@@ -83,6 +83,8 @@ def _unsafe_globals(path: Path, is_zip: bool) -> str:
             names = []
     if not names:
         return "objects of classes PyTorch does not allow without trust"
+    # The user's own classes first: they are what the file really is (torch's own classes follow).
+    names.sort(key=lambda n: (n.startswith(("torch.", "collections.", "builtins.")), n))
     short = [n.rsplit(".", 1)[-1] for n in names]
     listed = ", ".join(short[:4]) + (f" and {len(short) - 4} more" if len(short) > 4 else "")
     return f"objects of class {listed}"
@@ -90,7 +92,9 @@ def _unsafe_globals(path: Path, is_zip: bool) -> str:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:160].rstrip(".")
+    line = text.splitlines()[0] if text else type(exc).__name__
+    line = line.split("(Could this error message be improved?")[0].strip()
+    return line[:160].rstrip(". ")
 
 
 def _is_tensor(value: Any) -> bool:
@@ -111,18 +115,11 @@ def flatten_tensors(obj: Mapping, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _tensor_share(obj: Mapping) -> float:
-    values = list(obj.values())
-    if not values:
-        return 0.0
-    return sum(1 for v in values if _is_tensor(v) or (isinstance(v, Mapping) and flatten_tensors(v))) / len(values)
-
-
 def split_checkpoint(obj: Any) -> tuple[Any, str, dict[str, Any]]:
     """(weights, key they came from, other entries) for a raw state_dict or a training checkpoint."""
     if not isinstance(obj, Mapping):
         return obj, "", {}
-    if obj and _tensor_share(obj) == 1.0:
+    if obj and all(_is_tensor(v) for v in obj.values()):
         return obj, "", {}
     for key in STATE_KEYS:
         value = obj.get(key)

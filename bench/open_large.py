@@ -1,0 +1,175 @@
+"""How fast LayerScope opens 7B and 70B checkpoints, against baselines measured in the same run.
+
+Generates sparse Llama-2-7B / 70B-shaped HF folders (real headers, no data on disk) and measures
+wall time and peak RSS of:
+  (a) `inspect --json --names-only` cold      (no torch import needed for safetensors headers)
+  (b) `inspect --json` cold, typed tree       (imports torch + transformers)
+  (c) the typed tree in a process where torch and transformers are already imported (the GUI's case)
+  (d) the accelerate route: AutoConfig + init_empty_weights + from_config (`accelerate estimate-memory`)
+  (e) a bare parse of the headers (json.loads of every shard header)
+Each is the median of several runs; ratios are against (e) for (a) and against (d) for (b), (c).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.sparse_models import LLAMA_7B, LLAMA_70B, LlamaShape, write_sparse_hf_folder  # noqa: E402
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
+       "PYTHONWARNINGS": "ignore"}
+
+BARE_PARSE = r"""
+import json, struct, sys, time
+from pathlib import Path
+t = time.perf_counter()
+folder = Path(sys.argv[1])
+index = json.loads((folder / "model.safetensors.index.json").read_text())
+n = 0
+for shard in dict.fromkeys(index["weight_map"].values()):
+    with open(folder / shard, "rb") as f:
+        size = struct.unpack("<Q", f.read(8))[0]
+        n += len(json.loads(f.read(size)))
+print(json.dumps({"inner": time.perf_counter() - t, "tensors": n}))
+"""
+
+ACCELERATE = r"""
+import json, sys, time
+t = time.perf_counter()
+from accelerate import init_empty_weights
+from transformers import AutoConfig, AutoModelForCausalLM
+cfg = AutoConfig.from_pretrained(sys.argv[1])
+with init_empty_weights():
+    model = AutoModelForCausalLM.from_config(cfg)
+print(json.dumps({"inner": time.perf_counter() - t, "params": model.num_parameters()}))
+"""
+
+WARM = r"""
+import json, sys, time
+import torch, transformers  # what the GUI process already has
+sys.path.insert(0, sys.argv[2])
+from analyzers.loaders import open_model, LoadOptions
+from analyzers.tasks import drive
+from analyzers.loaders.hf_folder import build_meta_model
+# warm the class once on a tiny config, as a GUI session that has opened any model has
+t = time.perf_counter()
+summary = drive(open_model(sys.argv[1], LoadOptions()))
+print(json.dumps({"inner": time.perf_counter() - t, "params": summary.totals.params}))
+"""
+
+
+def measure(cmd: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MiB, stdout) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=str(REPO))
+    out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    # The child has been reaped by communicate(); getrusage(RUSAGE_CHILDREN) keeps the maximum so far,
+    # so measure peak RSS with a wait4-based run instead when it matters.
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark command failed: {' '.join(cmd)}\n{err.decode()[-2000:]}")
+    return wall, 0.0, out.decode()
+
+
+def measure_rss(cmd: list[str]) -> tuple[float, float, str]:
+    """Like measure(), with the child's own peak RSS from wait4."""
+    start = time.perf_counter()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.dup2(w, 1)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(r)
+        os.chdir(REPO)
+        os.execve(cmd[0], cmd, ENV)
+    os.close(w)
+    chunks = []
+    while True:
+        data = os.read(r, 1 << 16)
+        if not data:
+            break
+        chunks.append(data)
+    os.close(r)
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"benchmark command failed ({os.waitstatus_to_exitcode(status)}): {' '.join(cmd)}")
+    return wall, usage.ru_maxrss / 1024.0, b"".join(chunks).decode()
+
+
+def median_of(runs: int, cmd: list[str]) -> tuple[float, float, str]:
+    """Median wall time and median peak RSS over `runs` runs."""
+    results = [measure_rss(cmd) for _ in range(runs)]
+    return (statistics.median(r[0] for r in results), statistics.median(r[1] for r in results), results[-1][2])
+
+
+def bench_shape(shape: LlamaShape, root: Path, runs: int) -> dict:
+    """All five measurements for one model shape."""
+    folder = write_sparse_hf_folder(shape, root / shape.name)
+    py = sys.executable
+    main = str(REPO / "main.py")
+    a = median_of(runs, [py, main, "inspect", str(folder), "--json", "--names-only"])
+    doc = json.loads(a[2])
+    assert doc["totals"]["params"] == shape.params, (doc["totals"]["params"], shape.params)
+    b = median_of(runs, [py, main, "inspect", str(folder), "--json"])
+    assert json.loads(b[2])["totals"]["params"] == shape.params
+    c_runs = [median_of(1, [py, "-c", WARM, str(folder), str(REPO)]) for _ in range(runs)]
+    c_inner = statistics.median(json.loads(r[2])["inner"] for r in c_runs)
+    d = median_of(runs, [py, "-c", ACCELERATE, str(folder)])
+    assert json.loads(d[2])["params"] == shape.params
+    e = median_of(runs, [py, "-c", BARE_PARSE, str(folder)])
+    e_inner = json.loads(e[2])["inner"]
+    return {"shape": shape, "a": a, "b": b, "c": c_inner, "d": d, "e": e, "e_inner": e_inner}
+
+
+def report(res: dict) -> list[str]:
+    """Printable lines with ratios and target checks."""
+    s: LlamaShape = res["shape"]
+    a, b, d, e = res["a"], res["b"], res["d"], res["e"]
+    is_70b = s.layers >= 80
+    a_target, c_target = (1.0, 3.0) if is_70b else (0.5, 1.0)
+
+    def verdict(ok: bool) -> str:
+        return "meets target" if ok else "MISSES target"
+
+    return [
+        f"== {s.name}: {s.params:,} params, {s.shards} bf16 shards (sparse) ==",
+        f"(e) bare header parse, cold process   {e[0]:7.2f} s  {e[1]:7.0f} MiB  (parse itself {res['e_inner'] * 1000:.1f} ms)",
+        f"(a) inspect --json --names-only cold  {a[0]:7.2f} s  {a[1]:7.0f} MiB  = {a[0] / e[0]:.2f}x (e)   "
+        f"[target <= {a_target} s, < 100 MiB: {verdict(a[0] <= a_target and a[1] < 100)}]",
+        f"(d) accelerate route, cold process    {d[0]:7.2f} s  {d[1]:7.0f} MiB",
+        f"(b) inspect --json typed tree cold    {b[0]:7.2f} s  {b[1]:7.0f} MiB  = {b[0] / d[0]:.2f}x (d)   "
+        f"[target <= 1.00x (d): {verdict(b[0] <= d[0])}]",
+        f"(c) typed tree, torch+transformers already imported  {res['c']:7.2f} s   "
+        f"[target <= {c_target} s: {verdict(res['c'] <= c_target)}]",
+    ]
+
+
+def main() -> int:
+    """Run the benchmark and print its table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median reported)")
+    parser.add_argument("--only", choices=["7b", "70b"], help="one shape only")
+    args = parser.parse_args()
+    shapes = {"7b": [LLAMA_7B], "70b": [LLAMA_70B], None: [LLAMA_7B, LLAMA_70B]}[args.only]
+    with tempfile.TemporaryDirectory(prefix="layerscope-bench-") as tmp:
+        for shape in shapes:
+            for line in report(bench_shape(shape, Path(tmp), args.runs)):
+                print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
