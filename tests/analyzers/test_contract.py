@@ -67,7 +67,7 @@ def check_contract(summary: ModelSummary) -> None:
     """The invariants every view relies on."""
     paths = [node.path for node, _ in summary.walk()]
     assert len(paths) == len(set(paths)), "layer paths must be unique"
-    for node, depth in summary.walk():
+    for node, _depth in summary.walk():
         if node.path:
             parent = summary.parent(node.path)
             assert parent is not None and node in parent.children
