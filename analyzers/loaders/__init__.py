@@ -166,9 +166,6 @@ LOADER_MODULES = (
     "safetensors_loader",
     "pytorch_loader",
     "hf_folder",
-)
-
-_OPTIONAL_LOADER_MODULES = (
     "keras_loader",
     "h5_weights",
     "savedmodel",
@@ -188,9 +185,3 @@ def _import_all() -> None:
     _imported = True
     for mod in LOADER_MODULES:
         importlib.import_module(f"{__name__}.{mod}")
-    for mod in _OPTIONAL_LOADER_MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{mod}":
-                raise
