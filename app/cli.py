@@ -70,26 +70,37 @@ def _gui(args_list: list[str]) -> int:
 
 def guarded(func, *args) -> int:
     """Call `func`, turning user errors into one line on stderr and exit code 2."""
-    from analyzers.errors import LayerScopeError
-    from analyzers.tasks import Cancelled
+    from analyzers.errors import LayerScopeError  # tiny module: the window's start-up does not notice it
 
     try:
         return int(func(*args) or 0)
     except LayerScopeError as exc:
         print(f"layerscope: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except (KeyboardInterrupt, Cancelled):
+    except KeyboardInterrupt:
         print("layerscope: cancelled.", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:
-        if os.environ.get("LAYERSCOPE_DEBUG"):
+    except BaseException as exc:
+        from analyzers.tasks import Cancelled
+
+        if isinstance(exc, Cancelled):
+            print("layerscope: cancelled.", file=sys.stderr)
+            return 130
+        if not isinstance(exc, Exception):
             raise
-        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        print(f"layerscope: error: unexpected {type(exc).__name__}{': ' + text if text else ''} "
-              "(set LAYERSCOPE_DEBUG=1 for details).", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return _unexpected(exc)
+
+
+def _unexpected(exc: Exception) -> int:
+    """Report an error no loader anticipated as one sentence (a traceback only with LAYERSCOPE_DEBUG=1)."""
+    if os.environ.get("LAYERSCOPE_DEBUG"):
+        raise exc
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    print(f"layerscope: error: unexpected {type(exc).__name__}{': ' + text if text else ''} "
+          "(set LAYERSCOPE_DEBUG=1 for details).", file=sys.stderr)
+    return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

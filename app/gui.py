@@ -1,0 +1,262 @@
+"""`python main.py [PATH [PATH2]]`: the window. `--screenshot OUT.png [--tab NAME]` renders it offscreen.
+
+Start-up imports Qt and LayerScope's light modules only; the window paints first, then the chart
+tabs are built and the model is opened in a worker (its framework imported in the loader process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HEAVY_MODULES = ("torch", "tensorflow", "keras", "transformers", "captum", "onnx", "jax")
+# Features that add tabs and menus to the window: each module has install(window). They are
+# installed right after the first paint, before the model opens, when the module is present.
+FEATURE_MODULES = ("app.run_controller",)
+EXIT_ERROR = 2
+SETTLE_MS = 400  # after loading, let charts and layouts finish before grabbing
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of the window."""
+    p = argparse.ArgumentParser(
+        prog="layerscope",
+        description="Open a neural-network checkpoint and inspect it. Without PATH it opens the bundled "
+                    "image CNN. Sub-commands (inspect, run, attribute) work without a window.",
+    )
+    p.add_argument("paths", nargs="*", metavar="PATH", help="model file or folder (a second PATH opens a second window)")
+    p.add_argument("--screenshot", metavar="OUT.png", type=Path,
+                   help="render the window offscreen once loading finished, save it as PNG and exit")
+    p.add_argument("--tab", default="overview", help="tab to show: overview, memory, graph (default: overview)")
+    p.add_argument("--size", default="1500x900", help="window size for --screenshot, WxH (default 1500x900)")
+    p.add_argument("--trust", action="store_true", help="allow files that pickle code (they run it when opened)")
+    p.add_argument("--theme", choices=("system", "light", "dark"), help="override the remembered theme")
+    p.add_argument("--layer", help="select this layer path once the model is shown")
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds --screenshot waits (default 180)")
+    p.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)  # load in a thread, no child
+    p.add_argument("--no-features", action="store_true", help=argparse.SUPPRESS)  # no Explain tab (tests, benches)
+    p.add_argument("--first-paint-report", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--exit-after-first-paint", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def heavy_modules_loaded() -> list[str]:
+    """Heavy frameworks present in sys.modules right now."""
+    return sorted(m for m in HEAVY_MODULES if m in sys.modules)
+
+
+def default_model_path() -> Path | None:
+    """The bundled image CNN of the sample zoo, or None when the zoo is not built."""
+    try:
+        from analyzers.samples import default_model
+
+        path = Path(default_model().file)
+    except Exception:  # the zoo is optional: a missing or broken manifest means no default model
+        return None
+    return path if path.exists() else None
+
+
+def install_features(window) -> list[object]:
+    """Install every feature module present in this build into `window`; returns their controllers."""
+    controllers = []
+    for name in FEATURE_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            controllers.append(importlib.import_module(name).install(window))
+    return controllers
+
+
+def _fail(message: str) -> int:
+    print(f"layerscope: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def main(argv: list[str]) -> int:
+    """Open the window (or render a screenshot); returns the exit code."""
+    started = time.perf_counter()
+    args = build_parser().parse_args(argv)
+    if len(args.paths) > 2:
+        return _fail("give at most two paths.")
+    if args.screenshot is not None or args.exit_after_first_paint:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from PySide6.QtCore import QCoreApplication, Qt
+    from PySide6.QtWidgets import QApplication
+
+    if QCoreApplication.instance() is None:  # QtWebEngine (the Graph tab, built later) needs it set now
+        QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts, True)
+
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "layerscope"])
+    if not QApplication.organizationName() or QApplication.organizationName() == "":
+        app.setOrganizationName("LayerScope")
+    if QApplication.applicationName() in ("", "python", "python3", "main.py"):
+        app.setApplicationName("LayerScope")
+
+    from app.main_window import MainWindow
+    from app.settings import Settings
+
+    settings = Settings()
+    theme = args.theme or settings.theme()
+    if theme != "system":  # the platform's own look needs no work before the first paint
+        from app.theme import apply_theme
+
+        apply_theme(app, theme)
+    screenshot = args.screenshot is not None
+    window = MainWindow(settings, isolated_loading=not args.in_process, interactive=not screenshot,
+                        defer_panes=True)
+    window.theme_choice = theme
+    paths = [Path(p).expanduser() for p in args.paths]
+    report: dict[str, object] = {}
+    features: list[object] = []  # keeps the feature controllers alive with the window
+
+    def on_first_paint() -> None:
+        report["first_paint_s"] = (window.first_paint_at or time.perf_counter()) - started
+        report["ready_s"] = time.perf_counter() - started  # the tree and the inspector are built too
+        report["heavy_at_first_paint"] = heavy_modules_loaded()
+        if args.exit_after_first_paint:
+            print(json.dumps(report), flush=True)
+            app.exit(0)
+            return
+        from analyzers.loaders import LoadOptions
+
+        if not args.no_features:
+            features.extend(install_features(window))
+        if screenshot and not screenshot_check():
+            return
+        options = LoadOptions(trust=args.trust)
+        target = paths[0] if paths else default_model_path()
+        if target is not None:
+            window.open_path(target, options)
+        elif screenshot:
+            finish(_fail("no PATH given and the bundled sample models are not built (run `make samples`)."))
+        else:
+            window.statusBar().showMessage("Open a model with File ▸ Open file… (Ctrl+O) or drop it here.")
+
+    window.firstPainted.connect(on_first_paint)
+    code: list[int] = []
+
+    def finish(exit_code: int) -> None:
+        if not code:  # the first outcome wins; a cancel caused by closing is not a second error
+            code.append(exit_code)
+            app.exit(exit_code)
+
+    screenshot_check: Callable[[], bool] = lambda: True  # noqa: E731
+    if screenshot:
+        prepared = _prepare_screenshot(window, args, finish)
+        if isinstance(prepared, str):
+            return _fail(prepared)
+        screenshot_check = prepared
+    else:
+        window.show()
+    extra = []
+    if len(paths) == 2 and not screenshot and not args.exit_after_first_paint:
+        second = MainWindow(settings, isolated_loading=not args.in_process)
+        if not args.no_features:
+            features.extend(install_features(second))
+        second.show()
+        from analyzers.loaders import LoadOptions
+
+        second.open_path(paths[1], LoadOptions(trust=args.trust))
+        extra.append(second)
+    rc = app.exec()
+    if args.first_paint_report is not None:
+        report["heavy_at_exit"] = heavy_modules_loaded()
+        args.first_paint_report.write_text(json.dumps(report))
+    _close_windows(app, [window, *extra])
+    return code[0] if code else rc
+
+
+def _close_windows(app, windows: list) -> None:
+    """Close every window (jobs, the graph server and the loader process stop) and delete them
+    while the QApplication still exists: Qt objects destroyed later, in garbage-collection order,
+    can crash the interpreter on its way out."""
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    from app.loader_process import shutdown_shared
+
+    for window in windows:
+        window.close()
+        window.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    shutdown_shared()
+    app.processEvents()
+
+
+def _prepare_screenshot(window, args: argparse.Namespace, finish: Callable[[int], None]) -> str | Callable[[], bool]:
+    """Arrange for the window to be saved once the model (and the requested tab) finished loading.
+
+    Returns the one-sentence problem with the arguments, or a check to run once the features are
+    installed (their tabs exist only then): it says whether the requested tab exists.
+    """
+    from PySide6.QtCore import QTimer
+
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        return f"--size must look like 1500x900, not '{args.size}'."
+    known = [window.tabs.tabText(i).lower() for i in range(window.tabs.count())]
+    index = window.tab_index(args.tab)  # -1 for a feature's tab, which exists after the first paint
+
+    def check_tab() -> bool:
+        nonlocal index
+        index = window.tab_index(args.tab)
+        if index < 0:
+            names = ", ".join(window.tabs.tabText(i).lower() for i in range(window.tabs.count()))
+            finish(_fail(f"there is no tab '{args.tab}'; choose one of {names}."))
+            return False
+        window.tabs.setCurrentIndex(index)
+        return True
+
+    if index < 0 and not any(importlib.util.find_spec(m) for m in FEATURE_MODULES):
+        return f"there is no tab '{args.tab}'; choose one of {', '.join(known)}."
+    out: Path = args.screenshot
+    if out.parent and not out.parent.exists():
+        return f"{out}: the folder {out.parent} does not exist."
+    window.resize(width, height)
+    if index >= 0:
+        window.tabs.setCurrentIndex(index)
+    window.show()
+
+    def grab() -> None:
+        window.repaint()
+        if window.grab().save(str(out), "PNG"):
+            print(f"Saved {out}", file=sys.stderr)
+            finish(0)
+        else:
+            finish(_fail(f"{out}: the screenshot could not be written."))
+
+    def when_tab_ready() -> None:
+        if window.views_pending():
+            QTimer.singleShot(50, when_tab_ready)
+            return
+        if args.layer:
+            window.select_layer(args.layer)
+        graph = window.graph_view
+        if window.current_tab_title() != "Graph" or graph is None:
+            QTimer.singleShot(SETTLE_MS, grab)
+            return
+        if graph.state in ("graph", "message", "error"):
+            QTimer.singleShot(SETTLE_MS * 2, grab)
+            return
+        graph.stateChanged.connect(lambda state: state in ("graph", "message", "error")
+                                   and QTimer.singleShot(SETTLE_MS * 2, grab))
+
+    def on_loaded(ok: bool, message: str) -> None:
+        if not ok:
+            finish(_fail(message or "the model could not be opened."))
+            return
+        window.ensure_views()
+        window.tabs.setCurrentIndex(index)
+        when_tab_ready()
+
+    window.loadFinished.connect(on_loaded)
+    timer = QTimer(window)
+    timer.setSingleShot(True)
+    timer.timeout.connect(lambda: finish(_fail(f"timed out after {args.timeout:g} s waiting for the window.")))
+    timer.start(int(args.timeout * 1000))
+    return check_tab

@@ -1,0 +1,268 @@
+"""Open models in a separate Python process, so the window never waits on torch or TensorFlow.
+
+Importing torch in a thread of the GUI process holds the GIL for over half a second at a time (the
+window freezes); a pickled checkpoint can run code or crash the interpreter. A child process does
+the loading instead: it imports the frameworks, runs `open_model`, streams `Progress` back and
+finally the pickled `ModelSummary`. It stays alive between loads (torch is imported once) and is
+killed on cancel, which stops even a long library call at once.
+
+Wire format on the child's stdin/stdout: 4-byte big-endian length + pickle. The child moves its
+own stdout to stderr first, so stray prints of a library cannot corrupt the stream.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import pickle
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from analyzers import errors
+from analyzers.errors import LayerScopeError, TrustRequired, sentence
+from analyzers.loaders import LoadOptions, open_model, registered
+from analyzers.summary import ModelSummary
+from analyzers.tasks import CancelToken, Progress, Steps, drive
+
+ROOT = Path(__file__).resolve().parent.parent
+POLL_S = 0.05
+PROGRESS_INTERVAL_S = 0.05
+BIG_PAYLOAD = 1 << 20  # above this, unpickle in pure Python so the GIL keeps switching
+
+
+def write_message(stream: BinaryIO, message: object) -> None:
+    """Frame and send one picklable message."""
+    blob = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(struct.pack(">I", len(blob)) + blob)
+    stream.flush()
+
+
+def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
+    chunks = []
+    while n:
+        chunk = stream.read(n)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_message(stream: BinaryIO) -> Any:
+    """The next message, or None at end of stream."""
+    head = _read_exact(stream, 4)
+    if head is None:
+        return None
+    blob = _read_exact(stream, struct.unpack(">I", head)[0])
+    return None if blob is None else _loads(blob)
+
+
+def _loads(blob: bytes) -> Any:
+    if len(blob) < BIG_PAYLOAD:
+        return pickle.loads(blob)
+    # The C unpickler holds the GIL for the whole call (seconds for a 10^5-node tree); the
+    # Python one yields it every few milliseconds, so the GUI thread keeps painting.
+    return pickle._Unpickler(io.BytesIO(blob)).load()  # type: ignore[attr-defined]
+
+
+def plugin_modules() -> list[str]:
+    """Modules of loaders registered from outside analyzers.loaders (plug-ins, test loaders)."""
+    mods = []
+    for spec in registered():
+        mod = getattr(spec.open, "__module__", "") or ""
+        if mod and not mod.startswith("analyzers.loaders") and mod != "__main__":
+            mods.append(mod)
+    return list(dict.fromkeys(mods))
+
+
+def error_message(exc: BaseException, path: Path) -> tuple:
+    """An exception as a picklable tuple the parent turns back into the same error."""
+    if isinstance(exc, TrustRequired):
+        return ("error", "TrustRequired", str(exc), str(exc.path), exc.detail)
+    if isinstance(exc, LayerScopeError):
+        return ("error", type(exc).__name__, str(exc), str(path), "")
+    text = str(exc).strip().splitlines()[0][:300].rstrip(".") if str(exc).strip() else ""
+    problem = f"opening it failed unexpectedly ({type(exc).__name__}{': ' + text if text else ''})"
+    return ("error", "LayerScopeError", sentence(path, problem), str(path), "")
+
+
+def rebuild_error(message: tuple) -> LayerScopeError:
+    """The parent's side of `error_message`."""
+    _, name, text, path, detail = message
+    if name == "TrustRequired":
+        return TrustRequired(path, detail)
+    cls = getattr(errors, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, LayerScopeError)):
+        cls = LayerScopeError
+    return cls(text)
+
+
+def _serve_one(request: dict, out: BinaryIO) -> None:
+    path = Path(request["path"])
+    for entry in request.get("sys_path", ()):
+        if entry not in sys.path:
+            sys.path.append(entry)
+    last = [0.0, ""]
+
+    def report(progress: Progress) -> None:
+        now = time.monotonic()
+        if progress.text != last[1] or now - last[0] >= PROGRESS_INTERVAL_S:  # a new phase always shows
+            last[0], last[1] = now, progress.text
+            write_message(out, ("progress", progress))
+
+    try:
+        for module in request.get("plugins", ()):
+            importlib.import_module(module)
+        summary = drive(open_model(path, request["options"]), report)
+        try:
+            write_message(out, ("done", summary))
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise LayerScopeError(sentence(path, f"its summary holds an object that cannot be passed on "
+                                                 f"({type(exc).__name__})")) from None
+    except Exception as exc:
+        write_message(out, error_message(exc, path))
+
+
+def serve(inp: BinaryIO, out: BinaryIO) -> None:
+    """Child main loop: one request at a time until stdin closes."""
+    while True:
+        request = read_message(inp)
+        if request is None:
+            return
+        _serve_one(request, out)
+
+
+def child_main() -> None:
+    """Entry point of the child process (`python -m app.loader_process`)."""
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # library prints go to stderr, never into the message stream
+    sys.stdout = sys.stderr
+    serve(sys.stdin.buffer, out)
+
+
+class LoaderProcess:
+    """One persistent child that opens models; one request at a time (a lock guards it)."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self.lock = threading.Lock()
+
+    def _ensure(self) -> subprocess.Popen:
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        env.setdefault("TRANSFORMERS_OFFLINE", "1")
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "app.loader_process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            cwd=str(ROOT), env=env, bufsize=0,
+        )
+        return self._proc
+
+    def kill(self) -> None:
+        """Stop the child now (cancel); the next request starts a fresh one."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc is not None:
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None:
+                    stream.close()
+
+    def open(self, path: Path, options: LoadOptions, token: CancelToken) -> Steps[ModelSummary]:
+        """Steps that open `path` in the child; cancel kills it; runs in a worker thread."""
+        while not self.lock.acquire(timeout=POLL_S):
+            token.raise_if_cancelled()
+        try:
+            return (yield from self._request(path, options, token))
+        finally:
+            self.lock.release()
+
+    def _request(self, path: Path, options: LoadOptions, token: CancelToken) -> Steps[ModelSummary]:
+        proc = self._ensure()
+        assert proc.stdin is not None and proc.stdout is not None
+        request = {"path": str(path), "options": options, "plugins": plugin_modules(),
+                   "sys_path": [p for p in sys.path if p and os.path.isdir(p)]}
+        answered = False
+        try:
+            try:
+                write_message(proc.stdin, request)
+            except OSError:
+                raise LayerScopeError(sentence(path, "the loader process could not be started")) from None
+            while True:
+                token.raise_if_cancelled()
+                ready, _, _ = select.select([proc.stdout], [], [], POLL_S)
+                if not ready:
+                    continue
+                message = read_message(proc.stdout)
+                if message is None:
+                    code = proc.wait()
+                    raise LayerScopeError(sentence(path, f"the loader process stopped while reading it "
+                                                         f"(exit code {code}); the file may be corrupted"))
+                if message[0] == "progress":
+                    yield message[1]
+                    continue
+                answered = True
+                if message[0] == "done":
+                    return message[1]
+                raise rebuild_error(message)
+        finally:
+            if not answered:  # cancelled, closed early or crashed mid-request: never reuse that child
+                self.kill()
+
+    def close(self) -> None:
+        """Ask the child to exit (stdin closed), then make sure it did."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+
+
+_shared: LoaderProcess | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_process() -> LoaderProcess:
+    """The process-wide loader child (created on first use)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = LoaderProcess()
+        return _shared
+
+
+def shutdown_shared() -> None:
+    """Stop the shared child, if one runs (window close, tests)."""
+    global _shared
+    with _shared_lock:
+        proc, _shared = _shared, None
+    if proc is not None:
+        proc.close()
+
+
+def open_isolated(path: Path, options: LoadOptions | None, token: CancelToken) -> Steps[ModelSummary]:
+    """`open_model` in the shared child process: same result, same errors, cancellable at once."""
+    return (yield from shared_process().open(Path(path), options or LoadOptions(), token))
+
+
+if __name__ == "__main__":
+    child_main()

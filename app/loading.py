@@ -1,0 +1,57 @@
+"""The loading job: open a file (in the loader process or in this thread) and prepare the views' data.
+
+Everything slow happens here, off the GUI thread: reading the file, walking the tree for the
+charts and filling every cached count, so that showing the result costs the GUI thread little.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from analyzers.errors import TrustRequired
+from analyzers.loaders import LoadOptions, open_model
+from analyzers.summary import ModelSummary
+from analyzers.tasks import CancelToken, Progress, Steps
+from widgets.model_data import OverviewData, overview_data, warm
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A model ready to show: its summary and the charts' numbers."""
+
+    path: Path
+    options: LoadOptions
+    summary: ModelSummary
+    overview: OverviewData
+
+
+@dataclass(frozen=True)
+class NeedsTrust:
+    """The file pickles code: ask the user before opening it with trust=True."""
+
+    path: Path
+    options: LoadOptions
+    message: str
+    detail: str
+
+
+def load_steps(path: Path, options: LoadOptions, isolated: bool, token: CancelToken) -> Steps[Loaded | NeedsTrust]:
+    """Open `path` and prepare the views; a file that needs trust comes back as NeedsTrust."""
+    yield Progress(0, None, f"Opening {path.name}")
+    try:
+        if isolated:
+            from app.loader_process import open_isolated
+
+            summary = yield from open_isolated(path, options, token)
+        else:
+            summary = yield from open_model(path, options)
+    except TrustRequired as exc:
+        return NeedsTrust(path, options, str(exc), exc.detail)
+    token.raise_if_cancelled()
+    yield Progress(0, 1, f"Preparing the views of {path.name}")
+    warm(summary)
+    token.raise_if_cancelled()
+    data = overview_data(summary)
+    yield Progress(1, 1, f"Opened {path.name}")
+    return Loaded(path, options, summary, data)

@@ -1,0 +1,199 @@
+"""Inspector, Overview, Memory view, charts and the trust dialog, fed plain data as the window feeds them."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QPalette
+from PySide6.QtTest import QTest
+
+from analyzers.loaders.torch_modules import module_tree
+from analyzers.memory import estimate_memory
+from analyzers.summary import LayerNode, ModelSummary, SourceInfo, TensorInfo
+from widgets.charts import BarChart, StackedBarChart
+from widgets.inspector import Inspector
+from widgets.memory_view import SEGMENTS, MemoryView, scenarios
+from widgets.model_data import block_of, overview_data, warm
+from widgets.overview import OverviewView
+from widgets.trust_dialog import TrustDialog
+
+
+@pytest.fixture(scope="module")
+def tied():
+    from tests.torch_fixtures import TiedLM
+
+    model = TiedLM()
+    summary = ModelSummary(SourceInfo("/models/tied.pt", "pytorch-module", "torch"), module_tree(model),
+                           metadata={"epoch": 3, "optimizer": {"lr": 0.001}}, notes=("A note.",))
+    warm(summary)
+    return model, summary
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    from tests.torch_fixtures import TinyCNN
+
+    model = TinyCNN()
+    summary = ModelSummary(SourceInfo("/models/cnn.pt", "pytorch-module", "torch"), module_tree(model))
+    warm(summary)
+    return model, summary
+
+
+def test_inspector_lists_tensors_with_tied_and_buffers(qtbot, tied, cnn) -> None:
+    model, summary = tied
+    view = Inspector()
+    qtbot.addWidget(view)
+    view.set_layer(summary.node("lm_head"), summary.totals)
+    assert view.title.text() == "lm_head" and view.subtitle.text() == "Linear"
+    t = view.tensor_model
+    assert t.rowCount() == 1
+    assert t.cell(0, 0) == "weight" and t.cell(0, 7) == "embed.weight"  # tied to the embedding
+    assert t.cell(0, 1) == f"({model.lm_head.weight.shape[0]}, {model.lm_head.weight.shape[1]})"
+    assert view.attributes.rowCount() >= 2
+    keys = {view.attributes.item(r, 0).text() for r in range(view.attributes.rowCount())}
+    assert {"in_features", "out_features"} <= keys
+
+    cnn_model, cnn_summary = cnn
+    view.set_layer(cnn_summary.node("features.1"), cnn_summary.totals)
+    kinds = {t.cell(r, 0): (t.cell(r, 5), t.cell(r, 6)) for r in range(t.rowCount())}
+    assert kinds["running_mean"] == ("buffer", "no") and kinds["weight"] == ("param", "yes")
+    assert kinds["num_batches_tracked"][0] == "buffer"
+    own = sum(p.numel() for p in cnn_model.features[1].parameters())
+    assert view.fields["Own params"].text() == f"{own:,}"
+
+
+def test_inspector_subtree_tensors_and_empty_state(qtbot, tied) -> None:
+    model, summary = tied
+    view = Inspector()
+    qtbot.addWidget(view)
+    view.set_layer(summary.node("block"), summary.totals)
+    assert view.subtree_box.isChecked()  # the block owns no tensors itself
+    names = {view.tensor_model.cell(r, 0) for r in range(view.tensor_model.rowCount())}
+    assert names == {n.removeprefix("block.") for n, _ in model.block.named_parameters()} | {
+        n.removeprefix("block.") for n, _ in model.block.named_buffers()}
+    view.subtree_box.setChecked(False)
+    assert view.tensor_model.rowCount() == 0
+    view.set_layer(None, None)
+    assert view.title.text() == "No layer selected"
+
+
+def test_overview_shows_totals_notes_metadata_and_charts(qtbot, cnn) -> None:
+    model, summary = cnn
+    data = overview_data(summary)
+    view = OverviewView()
+    qtbot.addWidget(view)
+    view.set_model(None, None)
+    assert view.stack.currentIndex() == 0
+    view.set_model(summary, data)
+    assert view.pending()  # charts are drawn one per event-loop turn
+    qtbot.waitUntil(lambda: not view.pending(), timeout=2000)
+    assert view.stack.currentIndex() == 1
+    assert view.heading.text() == "cnn.pt"
+    total = sum(p.numel() for p in model.parameters())
+    texts = [w.text() for w in view.totals_box.findChildren(type(view.heading))]
+    assert any(t.startswith(f"{total:,} (") for t in texts)
+    by_type = dict(zip(view.type_chart.keys, view.type_chart.values))
+    assert by_type["Conv2d"] == sum(p.numel() for p in model.features[0].parameters())
+    assert by_type["Linear"] == sum(p.numel() for p in model.head.parameters())
+    blocks = dict(zip(view.block_chart.keys, view.block_chart.values))
+    assert blocks["head"] == by_type["Linear"]
+    assert sum(view.dtype_chart.values) == summary.totals.total_bytes
+    view.highlight(summary.node("features.0"))
+    assert view.type_chart.highlighted == {"Conv2d"}
+    assert view.block_chart.highlighted == {block_of("features.0", data.by_block)}
+    assert view.dtype_chart.highlighted == {"float32"}
+
+
+def test_overview_metadata_tree(qtbot, tied) -> None:
+    _, summary = tied
+    view = OverviewView()
+    qtbot.addWidget(view)
+    view.set_model(summary, overview_data(summary))
+    top = {view.metadata.topLevelItem(i).text(0): view.metadata.topLevelItem(i)
+           for i in range(view.metadata.topLevelItemCount())}
+    assert top["epoch"].text(1) == "3"
+    assert top["optimizer"].child(0).text(0) == "lr"
+    assert "A note." in view.notes.text()
+
+
+def test_bar_chart_click_and_theme(qtbot) -> None:
+    chart = BarChart("Test")
+    qtbot.addWidget(chart)
+    chart.resize(500, 300)
+    chart.show()
+    qtbot.waitExposed(chart)
+    chart.set_bars(["a", "b", "c"], [10, 40, 5], ["ka", "kb", "kc"])
+    qtbot.wait(50)
+    vb = chart.getPlotItem().getViewBox()
+    point = chart.mapFromScene(vb.mapViewToScene(QPointF(20, 1)))
+    with qtbot.waitSignal(chart.barClicked, timeout=2000) as blocker:
+        QTest.mouseClick(chart.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, point)
+    assert blocker.args == ["kb"]
+    assert chart.bar_at(vb.mapViewToScene(QPointF(20, 1.5))) is None  # the gap between two bars
+    assert chart.bar_at(vb.mapViewToScene(QPointF(30, 2))) == 2  # the row of 'c', right of its bar
+    dark = QPalette(chart.palette())
+    dark.setColor(QPalette.ColorRole.Base, Qt.GlobalColor.black)
+    chart.setPalette(dark)
+    assert chart.backgroundBrush().color().lightness() < 50
+
+
+def test_stacked_chart_rows_add_up(qtbot) -> None:
+    chart = StackedBarChart("Memory")
+    qtbot.addWidget(chart)
+    chart.set_data(["x", "y"], [("one", [1, 2]), ("two", [3, 0])])
+    assert chart.totals() == [4, 2]
+
+
+def _decoder_summary() -> ModelSummary:
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "hidden_size": 32,
+              "max_position_embeddings": 512}
+    root = LayerNode("", "LlamaForCausalLM", (TensorInfo("w", (64, 32), "bfloat16"),))
+    return ModelSummary(SourceInfo("/m/llama", "hf", "torch"), root, config=config)
+
+
+def test_memory_scenarios_add_up_to_each_line() -> None:
+    report = estimate_memory(_decoder_summary(), batch=2, seq_len=64)
+    for row in scenarios(report):
+        assert sum(row.parts) == pytest.approx(row.line.bytes), row.label
+        assert len(row.parts) == len(SEGMENTS)
+
+
+def test_memory_view_emits_on_change_and_shows_formulas(qtbot) -> None:
+    summary = _decoder_summary()
+    view = MemoryView()
+    qtbot.addWidget(view)
+    view.set_report(estimate_memory(summary))
+    assert view.seq_spin.isVisibleTo(view) and view.seq_spin.value() == 512
+    with qtbot.waitSignal(view.parametersChanged, timeout=1000) as blocker:
+        view.batch_spin.setValue(4)
+    assert blocker.args == [4, 512, 128]
+    with qtbot.waitSignal(view.parametersChanged, timeout=1000) as blocker:
+        view.group_combo.setCurrentIndex(0)
+    assert blocker.args[2] == 32
+    report = estimate_memory(summary, batch=4, seq_len=512, int4_group=32)
+    view.set_report(report)
+    assert view.table.rowCount() == len(scenarios(report))
+    assert view.table.item(1, 2).text() == f"{report.inference['float32'].bytes:,}"
+    for line in report.assumptions:
+        assert line.split(":")[0][:30].replace("&", "&amp;") in view.formulas.text()
+    assert "KV cache" in view.kv_label.text()
+    view.set_report(None)
+    assert view.table.rowCount() == 0
+
+
+def test_trust_dialog_defaults_to_no(qtbot, tmp_path) -> None:
+    dialog = TrustDialog(tmp_path / "model.pt", "model.pt contains pickled Python code (objects of class X).")
+    qtbot.addWidget(dialog)
+    assert dialog.defaultButton() is dialog.no_button
+    assert dialog.escapeButton() is dialog.no_button
+    assert "permissions" in dialog.informativeText()
+    dialog.open()
+    QTest.keyClick(dialog, Qt.Key.Key_Return)
+    assert not dialog.isVisible() and not dialog.trusted()
+    dialog.open()
+    QTest.keyClick(dialog, Qt.Key.Key_Escape)
+    assert not dialog.trusted()
+    dialog.open()
+    qtbot.mouseClick(dialog.open_button, Qt.MouseButton.LeftButton)
+    assert dialog.trusted()
