@@ -2,19 +2,24 @@
 
 A job is a generator made by `make_steps(token)` (DESIGN.md §4). It runs in a `QRunnable` on a
 pool: "io" jobs (loading) on a small pool, "model" jobs on a single-thread pool so that two jobs
-never hook the same module at once. Results arrive in the GUI thread through queued signals of a
+never hook the same module at once. The pools are persistent Python threads, not QThreadPool: a
+QThreadPool thread gets a new Python thread state for every job, and pybind11 (TensorFlow, torch)
+caches thread states per OS thread, so a Keras forward pass after torch was imported in another
+pool thread deadlocked on the GIL (reproduced with TF 2.21, torch 2.13, PySide6 6.12). Results arrive in the GUI thread through queued signals of a
 QObject created in the GUI thread. A job cancelled by the user, or superseded by a newer job with
 the same label, is dropped at once: whatever its thread returns later is never painted.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, Signal
 
 from analyzers.errors import LayerScopeError
 from analyzers.tasks import Cancelled, CancelToken, Progress, Steps, drive
@@ -30,6 +35,50 @@ def unexpected_sentence(label: str, exc: BaseException) -> str:
     detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     what = label or "The job"
     return f"{what} failed unexpectedly ({detail})."
+
+
+class PythonThreadPool:
+    """A fixed set of long-lived Python threads running QRunnables in submission order."""
+
+    def __init__(self, threads: int, name: str) -> None:
+        self._size = max(1, threads)
+        self._name = name
+        self._queue: queue.Queue[QRunnable | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._busy = 0
+        self._idle = threading.Condition()
+
+    def start(self, runnable: QRunnable) -> None:
+        """Queue `runnable`; a thread is started when all existing ones may be busy."""
+        with self._idle:
+            self._busy += 1
+            if len(self._threads) < min(self._size, self._busy):
+                thread = threading.Thread(target=self._loop, name=f"{self._name}-{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+        self._queue.put(runnable)
+
+    def _loop(self) -> None:
+        while True:
+            runnable = self._queue.get()
+            if runnable is None:
+                return
+            try:
+                runnable.run()
+            finally:
+                with self._idle:
+                    self._busy -= 1
+                    self._idle.notify_all()
+
+    def waitForDone(self, msecs: int = -1) -> bool:  # noqa: N802 - QThreadPool's name
+        """Wait until every queued runnable ran; False when `msecs` passed first."""
+        timeout = None if msecs < 0 else msecs / 1000.0
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
+
+    def activeThreadCount(self) -> int:  # noqa: N802 - QThreadPool's name
+        """Runnables queued or running."""
+        return self._busy
 
 
 class _JobSignals(QObject):
@@ -117,9 +166,8 @@ class JobRunner(QObject):
         self._signals.done.connect(self._on_done)
         self._signals.error.connect(self._on_error)
         self._signals.cancelled.connect(self._on_cancelled)
-        self._pools = {"io": QThreadPool(self), "model": QThreadPool(self)}
-        self._pools["io"].setMaxThreadCount(max(1, io_threads))
-        self._pools["model"].setMaxThreadCount(1)
+        self._pools = {"io": PythonThreadPool(io_threads, "layerscope-io"),
+                       "model": PythonThreadPool(1, "layerscope-model")}
         self._jobs: dict[int, _Job] = {}
         self._running: dict[int, _JobRunnable] = {}  # still in a thread, dropped or not
         self._labels: dict[str, int] = {}
