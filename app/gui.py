@@ -34,11 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="PATH", help="model file or folder (a second PATH opens a second window)")
     p.add_argument("--screenshot", metavar="OUT.png", type=Path,
                    help="render the window offscreen once loading finished, save it as PNG and exit")
-    p.add_argument("--tab", default="overview", help="tab to show: overview, memory, graph (default: overview)")
+    p.add_argument("--tab", default="overview",
+                   help="tab to show: overview, memory, graph, explain (default: overview)")
     p.add_argument("--size", default="1500x900", help="window size for --screenshot, WxH (default 1500x900)")
     p.add_argument("--trust", action="store_true", help="allow files that pickle code (they run it when opened)")
     p.add_argument("--theme", choices=("system", "light", "dark"), help="override the remembered theme")
     p.add_argument("--layer", help="select this layer path once the model is shown")
+    p.add_argument("--attribute", metavar="METHOD",
+                   help="with --screenshot --tab explain: run the model and this attribution method "
+                        "(saliency, ig, gradshap, occlusion, gradcam, smoothgrad) on the default input first")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds --screenshot waits (default 180)")
     p.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)  # load in a thread, no child
     p.add_argument("--no-features", action="store_true", help=argparse.SUPPRESS)  # no Explain tab (tests, benches)
@@ -147,7 +151,7 @@ def main(argv: list[str]) -> int:
 
     screenshot_check: Callable[[], bool] = lambda: True  # noqa: E731
     if screenshot:
-        prepared = _prepare_screenshot(window, args, finish)
+        prepared = _prepare_screenshot(window, args, finish, features)
         if isinstance(prepared, str):
             return _fail(prepared)
         screenshot_check = prepared
@@ -187,7 +191,8 @@ def _close_windows(app, windows: list) -> None:
     app.processEvents()
 
 
-def _prepare_screenshot(window, args: argparse.Namespace, finish: Callable[[int], None]) -> str | Callable[[], bool]:
+def _prepare_screenshot(window, args: argparse.Namespace, finish: Callable[[int], None],
+                        features: list[object]) -> str | Callable[[], bool]:
     """Arrange for the window to be saved once the model (and the requested tab) finished loading.
 
     Returns the one-sentence problem with the arguments, or a check to run once the features are
@@ -236,6 +241,9 @@ def _prepare_screenshot(window, args: argparse.Namespace, finish: Callable[[int]
             return
         if args.layer:
             window.select_layer(args.layer)
+        if args.attribute:
+            _explain_then(window, features, args.attribute, lambda: QTimer.singleShot(SETTLE_MS, grab), finish)
+            return
         graph = window.graph_view
         if window.current_tab_title() != "Graph" or graph is None:
             QTimer.singleShot(SETTLE_MS, grab)
@@ -260,3 +268,48 @@ def _prepare_screenshot(window, args: argparse.Namespace, finish: Callable[[int]
     timer.timeout.connect(lambda: finish(_fail(f"timed out after {args.timeout:g} s waiting for the window.")))
     timer.start(int(args.timeout * 1000))
     return check_tab
+
+
+def _explain_then(window, features: list[object], method: str, then: Callable[[], None],
+                  finish: Callable[[int], None]) -> None:
+    """Press Run, then Attribute with `method` on the Explain tab, and call `then` when both are shown."""
+    from PySide6.QtCore import QTimer
+
+    controller = next((f for f in features if hasattr(f, "last_attribution")), None)
+    if controller is None or window.current_tab_title() != "Explain":
+        finish(_fail("--attribute needs --tab explain."))
+        return
+    panel = controller.panel
+    index = panel.method.findData(method)
+    if index < 0:
+        choices = ", ".join(str(panel.method.itemData(i)) for i in range(panel.method.count()))
+        finish(_fail(f"unknown attribution method '{method}'; choose one of {choices}."))
+        return
+    panel.method.setCurrentIndex(index)
+    steps = iter((panel.run_button, panel.attribute_button))
+    waiting = {"button": None}
+
+    def press_next() -> None:
+        button = next(steps, None)
+        if button is None:
+            then()
+            return
+        if not button.isEnabled():
+            finish(_fail(f"the Explain tab cannot {button.text().lower()} this model."))
+            return
+        waiting["button"] = button
+        controller.last_run = None if button is panel.run_button else controller.last_run
+        controller.last_attribution = None
+        button.click()
+        QTimer.singleShot(100, poll)
+
+    def poll() -> None:
+        done = controller.last_run if waiting["button"] is panel.run_button else controller.last_attribution
+        if done is not None:
+            press_next()
+        elif controller._job is None:  # finished without a result: the error dialog said why
+            finish(_fail("the Explain tab's job failed."))
+        else:
+            QTimer.singleShot(100, poll)
+
+    press_next()

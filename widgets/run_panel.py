@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QSplitter,
     QStackedWidget,
@@ -129,10 +130,10 @@ class RunPanel(QWidget):
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(scroll)
         splitter.addWidget(right)
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 5)
-        splitter.setSizes([400, 900])
-        scroll.setMinimumWidth(300)
+        splitter.setStretchFactor(0, 0)  # the controls keep their width; the map takes what is left
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([300, 700])
+        scroll.setMinimumWidth(left.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
@@ -296,6 +297,8 @@ class RunPanel(QWidget):
         self.latency_label = QLabel("", self)
         self.memory_label = QLabel("", self)
         self.answer_label = QLabel("", self)
+        for label in (self.device_label, self.latency_label, self.memory_label, self.answer_label):
+            label.setWordWrap(True)  # long figures wrap instead of widening the whole tab
         self.answer_label.setWordWrap(True)
         self.sanity_label = QLabel("", self)
         self.sanity_label.setWordWrap(True)
@@ -304,7 +307,10 @@ class RunPanel(QWidget):
         self.top = QTableWidget(0, 4, self)
         self.top.setHorizontalHeaderLabels(["#", "Label", "Probability", "Score"])
         self.top.verticalHeader().setVisible(False)
-        self.top.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header = self.top.horizontalHeader()
+        for column in (0, 2, 3):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.top.setMaximumHeight(170)
         self.top.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         form = QFormLayout(self.results_box)
@@ -523,7 +529,12 @@ class RunPanel(QWidget):
         self.attributeRequested.emit(self.attribute_settings())
 
     def _on_source(self, index: int) -> None:
+        # Only the visible page counts towards the height, so a one-line choice leaves no gap.
+        for i in range(self.source_pages.count()):
+            policy = QSizePolicy.Policy.Preferred if i == index else QSizePolicy.Policy.Ignored
+            self.source_pages.widget(i).setSizePolicy(policy, policy)
         self.source_pages.setCurrentIndex(index)
+        self.source_pages.adjustSize()
 
     def _on_method(self, *_: object) -> None:
         method = self.method.currentData() or "ig"

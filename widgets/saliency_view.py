@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -143,12 +144,13 @@ class SaliencyPanel(QWidget):
         self.outlier.setToolTip("Clip the top share of the attribution mass so one pixel cannot wash out the map")
         self.save_npy_button = QPushButton("Save map (.npy)…", self)
         self.save_png_button = QPushButton("Save view (PNG)…", self)
-        controls = QHBoxLayout()
-        for label, widget in (("Opacity", self.opacity), ("Colours", self.colormap), ("Sign", self.sign),
-                              ("Outliers", self.outlier)):
-            controls.addWidget(QLabel(label, self))
-            controls.addWidget(widget)
-        controls.addStretch(1)
+        controls = QGridLayout()  # two rows of two: the panel stays usable in a narrow centre column
+        for i, (label, widget) in enumerate((("Opacity", self.opacity), ("Colours", self.colormap),
+                                             ("Sign", self.sign), ("Outliers", self.outlier))):
+            controls.addWidget(QLabel(label, self), i // 2, 2 * (i % 2))
+            controls.addWidget(widget, i // 2, 2 * (i % 2) + 1)
+        controls.setColumnStretch(1, 1)
+        controls.setColumnStretch(3, 1)
         saving = QHBoxLayout()
         saving.addStretch(1)
         saving.addWidget(self.save_npy_button)
