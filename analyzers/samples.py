@@ -11,7 +11,7 @@ import json
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from analyzers.errors import LayerScopeError, UnsupportedFile, sentence
+from analyzers.loaders import LoadOptions
 
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = REPO / "assets"
@@ -377,3 +378,18 @@ def samples_markdown(models: list[SampleModel] | None = None) -> str:
         rows.append(f"| {m.title} | {seed} | {framework} | {m.task} | `{rel}` | "
                     f"{_count(m.params)} | {score} |")
     return "\n".join(rows) + "\n"
+
+
+def with_sample_arch(path: Path, options: LoadOptions) -> LoadOptions:
+    """`options` plus the manifest's --arch when `path` is a bundled state_dict and none was given.
+
+    A bundled PyTorch sample then opens as a typed tree (DigitCNN > conv, fc1 ...) without the user
+    having to know where its class lives.
+    """
+    if options.arch or options.names_only:
+        return options
+    entry = find_sample_model(path)
+    arch = resolved_arch(entry) if entry is not None else None
+    if not arch:
+        return options
+    return replace(options, arch=arch, arch_kwargs=dict(entry.arch_kwargs or {}))

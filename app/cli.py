@@ -30,8 +30,12 @@ def _available_commands() -> dict[str, tuple[str, str]]:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Parser for the sub-commands (the window takes its own arguments)."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Parser for the sub-commands (the window takes its own arguments).
+
+    With `only`, just that command's module is imported: `inspect` then never pays for numpy and
+    the runtime modules that `run` and `attribute` need.
+    """
     parser = argparse.ArgumentParser(
         prog="layerscope",
         description="LayerScope: see what is inside a neural-network checkpoint.",
@@ -40,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in _available_commands().items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).add_arguments(p)
+        if only is None or name == only:
+            importlib.import_module(module).add_arguments(p)
     return parser
 
 
@@ -51,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args_list and args_list[0] in COMMANDS:
-        parser = build_parser()
+        parser = build_parser(only=args_list[0])
         args = parser.parse_args(args_list)
         module = importlib.import_module(COMMANDS[args.command][0])
         return guarded(module.run, args)

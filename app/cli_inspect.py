@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from analyzers.errors import LayerScopeError
 from analyzers.loaders import LoadOptions, open_model
@@ -55,7 +56,10 @@ def run(args: argparse.Namespace) -> int:
         raise LayerScopeError("--depth must be 0 or more.")
     progress = TerminalProgress()
     try:
-        summary = drive(open_model(args.path, options_from(args)), progress)
+        from app.loading import bundled_options
+
+        options = bundled_options(Path(args.path), options_from(args))
+        summary = drive(open_model(args.path, options), progress)
     finally:
         progress.close()
     fmt = args.format or "table"

@@ -36,9 +36,24 @@ class NeedsTrust:
     detail: str
 
 
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+def bundled_options(path: Path, options: LoadOptions) -> LoadOptions:
+    """A bundled sample state_dict opens with the architecture its manifest names (a typed tree)."""
+    try:
+        Path(path).expanduser().resolve().relative_to(ASSETS)
+    except (ValueError, OSError):
+        return options  # not a bundled file: the manifest (and numpy with it) is not even read
+    from analyzers.samples import with_sample_arch
+
+    return with_sample_arch(Path(path), options)
+
+
 def load_steps(path: Path, options: LoadOptions, isolated: bool, token: CancelToken) -> Steps[Loaded | NeedsTrust]:
     """Open `path` and prepare the views; a file that needs trust comes back as NeedsTrust."""
     yield Progress(0, None, f"Opening {path.name}")
+    options = bundled_options(path, options)
     try:
         if isolated:
             from app.loader_process import open_isolated
