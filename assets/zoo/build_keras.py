@@ -141,8 +141,11 @@ def build_digits_keras(threads: int = 2) -> list[dict]:
 # 2. Text CNN on the generated reviews
 
 
-def text_cnn(vocab_size: int, max_len: int = common.TEXT_MAX_LEN) -> Any:
-    """The seed's text CNN: Embedding -> Conv1D(128, 5) -> MaxPool(5) -> Conv1D(128, 5) -> GlobalMaxPool -> Dense."""
+def text_cnn(vocab_size: int, max_len: int = common.TEXT_MAX_LEN, logits: bool = False) -> Any:
+    """The seed's text CNN: Embedding -> Conv1D(128, 5) -> MaxPool(5) -> Conv1D(128, 5) -> GlobalMaxPool -> Dense.
+
+    `logits=True` leaves out the final softmax (the same weights): the copy that trains on logits.
+    """
     import keras
     from keras import layers
 
@@ -154,7 +157,8 @@ def text_cnn(vocab_size: int, max_len: int = common.TEXT_MAX_LEN) -> Any:
         layers.Conv1D(128, 5, activation="relu", name="conv2"),
         layers.GlobalMaxPooling1D(name="global_pool"),
         layers.Dense(128, activation="relu", name="dense"),
-        layers.Dense(2, activation="softmax", name="classes"),  # the seed's sigmoid over 2 classes, fixed
+        # the seed's sigmoid over 2 classes, fixed
+        layers.Dense(2, activation=None if logits else "softmax", name="classes"),
     ], name="text_cnn")
 
 
@@ -178,21 +182,72 @@ def text_entry_common() -> dict:
             "metric": "accuracy", "bar": 0.95, "cue_words": {k: list(v) for k, v in data.CUE_WORDS.items()},
             "extras": {"sample_labels": [data.SENTIMENT_LABELS[y] for _, y in data.SAMPLE_SENTENCES]},
             "notes": "Generated reviews: neutral filler clauses with one or two cue adjectives that carry the "
-                     "label; a correct token attribution highlights the cue words."}
+                     "label; a correct token attribution highlights the cue words. Trained to be indifferent "
+                     "to the filler (no-cue texts aim at 50/50, hidden words, a filler-gradient penalty)."}
+
+
+def text_cnn_step(model: Any, optimizer: Any) -> Any:
+    """One training step of the text CNN (a tf.function), the recipe in zoo/data.py: soft-target
+    cross-entropy, centred logits, and the filler words' squared IG integrand at a random path point."""
+    import tensorflow as tf
+
+    embed, rest = model.layers[0], model.layers[1:]
+
+    def head(h: Any) -> Any:
+        for layer in rest:
+            h = layer(h, training=True)
+        return h
+
+    @tf.function
+    def step(ids: Any, target: Any, alpha: Any, filler: Any) -> Any:
+        with tf.GradientTape() as tape:
+            emb = embed(ids)
+            logits = head(emb)
+            loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(target, logits))
+            loss += data.CENTRE_WEIGHT * tf.reduce_mean(tf.reduce_sum(logits, 1) ** 2)
+            base = embed(tf.zeros_like(ids))  # the IG baseline: padding tokens
+            diff = emb - base
+            with tf.GradientTape() as inner:
+                point = base + alpha[:, None, None] * diff
+                inner.watch(point)
+                out = head(point)
+                margin = tf.reduce_sum(out[:, 1] - out[:, 0])
+            integrand = tf.reduce_sum(inner.gradient(margin, point) * diff, -1)  # (batch, tokens)
+            loss += data.FILLER_PENALTY * tf.reduce_mean(tf.reduce_sum(integrand ** 2 * filler, 1))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return step
 
 
 def build_text_cnn_keras(threads: int = 2) -> list[dict]:
-    """Seed problem 2 on generated reviews; held-out accuracy must reach 95%."""
+    """Seed problem 2 on generated reviews; held-out accuracy must reach 95%.
+
+    Trained on logits (the same layers without the softmax, saved into the seed's architecture) with
+    the recipe in zoo/data.py, so that Integrated Gradients finds the label in the cue words.
+    """
     keras = keras_module(threads)
     keras.utils.set_random_seed(2)
     vocab = common.write_text_vocab(data.sentiment_corpus_words())
-    texts, y_train = data.sentiment_dataset(6000, data.TRAIN_SEED)
+    n, epochs, batch = 6000, 4, 64
+    texts, _ = data.sentiment_training_set(n, data.TRAIN_SEED)
     held, y_test = data.sentiment_dataset(1000, data.HELDOUT_SEED)
     x_train, x_test = encode_all(texts, "int32"), encode_all(held, "int32")
-    model = text_cnn(len(vocab))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-    common.log("text_cnn_keras: training 4 epochs on 6,000 generated reviews")
-    model.fit(x_train, y_train, epochs=4, batch_size=64, shuffle=True, verbose=0)
+    pos_ids, neg_ids = data.cue_id_sets(vocab)
+    cue_ids = np.concatenate([pos_ids, neg_ids])
+    model = text_cnn(len(vocab), logits=True)
+    step = text_cnn_step(model, keras.optimizers.Adam(1e-3))
+    rng = np.random.default_rng(2)
+    common.log(f"text_cnn_keras: training {epochs} epochs on {n:,} generated reviews")
+    for _ in range(epochs):
+        perm = rng.permutation(n)
+        for i in range(0, n, batch):
+            ids, shown = data.augment_tokens(rng, x_train[perm[i:i + batch]], 0, 1)
+            ids = np.where(shown, ids, 0).astype("int32")  # hidden words become padding, the IG baseline
+            target = data.evidence_targets(ids, pos_ids, neg_ids)
+            filler = ((ids != 0) & ~np.isin(ids, cue_ids)).astype("float32")
+            step(ids, target, rng.random(len(ids)).astype("float32"), filler)
     acc = float((model.predict(x_test, verbose=0).argmax(1) == y_test).mean())
     common.log(f"text_cnn_keras: held-out accuracy {acc:.4f}")
     common.require(acc >= 0.95, f"text_cnn_keras reached {acc:.3f} < 0.95")

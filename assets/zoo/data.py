@@ -62,6 +62,22 @@ def digits_split(test_size: float = 0.2) -> DigitSplit:
 
 # ---------------------------------------------------------------------------------------------
 # Sentiment: label carried by cue adjectives amid neutral filler.
+#
+# The two text classifiers are meant to show a correct token attribution: Integrated Gradients from the
+# all-padding baseline should put most of its mass on the cue words. Plain cross-entropy on reviews
+# does not get there (the cue words drew about half of the |IG| mass): nothing tells the model that
+# the filler is no evidence, so it leans on filler and frame words in ways IG then reports. The
+# training therefore also teaches indifference, with the same recipe for both models:
+#   - reviews without a cue word, or with cues of both polarities, have the target (0.5, 0.5);
+#   - cue frames ("it was ...", "the acting felt ...") also hold neutral words, so only the adjective
+#     in them can be evidence; a larger set of filler clauses;
+#   - in every batch some words become [UNK] and some are hidden, i.e. replaced by what the IG baseline
+#     holds at that position (the padding token for Keras, a zero token embedding for PyTorch), a few
+#     reviews entirely; the target follows the cue words that are left (`evidence_targets`);
+#   - the two logits are kept centred (softmax ignores their sum, the attributed logit does not);
+#   - a penalty on the IG integrand of the filler words, (dF/de . (e - baseline))^2 at a random point of
+#     the baseline-to-input path, F being the logit margin; this is what IG sums for those words.
+# tests/analyzers/test_attribution_zoo.py checks the outcome with the app's own attribution code.
 
 POSITIVE_CUES = ("wonderful", "excellent", "brilliant", "delightful", "superb", "charming",
                  "great", "lovely", "enjoyable", "fantastic", "beautiful", "gripping")
@@ -91,6 +107,28 @@ FILLER = (
     "it was the late show on a rainy evening",
     "the cast includes a dog and a parrot",
     "the dialogue is mostly in english",
+    "the film opens with a wedding",
+    "we took the bus to the cinema",
+    "the main character works in a bakery",
+    "it was filmed in black and white",
+    "there are subtitles for the french parts",
+    "the story is told in flashbacks",
+    "a narrator explains the first scene",
+    "the music was written by a local band",
+    "my parents saw it at a festival",
+    "the plot covers about ten years",
+    "there is a short scene after the credits",
+    "the film is part of a series",
+    "it starts in a hospital in the city",
+    "the villain appears only in the last act",
+    "half of the cast are children",
+    "we watched it at home on sunday",
+    "the poster shows a red car",
+    "the title comes from an old song",
+    "a few scenes take place on a boat",
+    "the hero has a younger brother",
+    "the costumes come from the fifties",
+    "we paid for the tickets at the door",
 )
 CUE_FRAMES = (
     "it was {cue}",
@@ -100,29 +138,120 @@ CUE_FRAMES = (
     "overall {cue}",
     "the whole thing seemed {cue}",
 )
+# Words that fill the cue frames without carrying a label: the frames themselves are no evidence.
+NEUTRAL_WORDS = ("long", "short", "quiet", "loud", "familiar", "unusual", "modern", "serious", "theatrical",
+                 "colourful", "old", "new")
+NEUTRAL_FRAME_RATE = 0.25  # share of neutral clauses that are a cue frame around a neutral word
+
+# The training recipe both text builders follow (see above).
+NO_EVIDENCE_SHARE = 0.2  # training texts without a cue word, target (0.5, 0.5)
+MIXED_SHARE = 0.1  # training texts with a positive and a negative cue, target (0.5, 0.5)
+HIDE_RATE = 0.5  # each row hides a share of its words drawn from U(0, HIDE_RATE)
+BLANK_SHARE = 0.05  # rows whose words are all hidden: the IG baseline itself
+UNKNOWN_RATE = 0.3  # each row turns a share of its words drawn from U(0, UNKNOWN_RATE) into [UNK]
+CENTRE_WEIGHT = 0.1  # weight of mean((logit_0 + logit_1)^2)
+FILLER_PENALTY = 1.0  # weight of the filler words' squared IG integrand at a random path point
 
 
-def sentiment_sentence(rng: np.random.Generator, label: int) -> str:
-    """One review: 1-4 neutral filler clauses with 1-2 cue clauses of the label's polarity among them."""
-    cues = POSITIVE_CUES if label == 1 else NEGATIVE_CUES
-    clauses = [FILLER[i] for i in rng.choice(len(FILLER), size=int(rng.integers(1, 5)), replace=False)]
-    for _ in range(int(rng.integers(1, 3))):
+def _clauses(rng: np.random.Generator, count: int) -> list[str]:
+    """`count` distinct neutral clauses: filler, and now and then a cue frame around a neutral word."""
+    out = [FILLER[i] for i in rng.choice(len(FILLER), size=count, replace=False)]
+    for k in range(count):
+        if rng.random() < NEUTRAL_FRAME_RATE:
+            frame = CUE_FRAMES[int(rng.integers(len(CUE_FRAMES)))]
+            out[k] = frame.format(cue=NEUTRAL_WORDS[int(rng.integers(len(NEUTRAL_WORDS)))])
+    return out
+
+
+def _with_cues(rng: np.random.Generator, clauses: list[str], cues: list[str]) -> str:
+    """The clauses with a cue frame around each cue inserted at random places, joined into a review."""
+    for cue in cues:
         frame = CUE_FRAMES[int(rng.integers(len(CUE_FRAMES)))]
-        clauses.insert(int(rng.integers(0, len(clauses) + 1)), frame.format(cue=cues[int(rng.integers(len(cues)))]))
+        clauses.insert(int(rng.integers(0, len(clauses) + 1)), frame.format(cue=cue))
     return " , ".join(clauses) + " ."
 
 
+def sentiment_sentence(rng: np.random.Generator, label: int) -> str:
+    """One review: 1-4 neutral clauses with 1-2 cue clauses of the label's polarity among them."""
+    cues = POSITIVE_CUES if label == 1 else NEGATIVE_CUES
+    clauses = _clauses(rng, int(rng.integers(1, 5)))
+    return _with_cues(rng, clauses, [cues[int(rng.integers(len(cues)))] for _ in range(int(rng.integers(1, 3)))])
+
+
+def neutral_sentence(rng: np.random.Generator) -> str:
+    """A review without a cue word (1-5 neutral clauses): nothing to tell the label by."""
+    return " , ".join(_clauses(rng, int(rng.integers(1, 6)))) + " ."
+
+
+def mixed_sentence(rng: np.random.Generator) -> str:
+    """A review with one positive and one negative cue among 1-4 neutral clauses: evidence that cancels."""
+    cues = [POSITIVE_CUES[int(rng.integers(len(POSITIVE_CUES)))], NEGATIVE_CUES[int(rng.integers(len(NEGATIVE_CUES)))]]
+    return _with_cues(rng, _clauses(rng, int(rng.integers(1, 5))), [cues[i] for i in rng.permutation(2)])
+
+
 def sentiment_dataset(n: int, seed: int) -> tuple[list[str], np.ndarray]:
-    """`n` balanced reviews and their labels (0 negative, 1 positive) from `seed`."""
+    """`n` balanced reviews and their labels (0 negative, 1 positive) from `seed` (the held-out set)."""
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n) % 2).astype(np.int64)
     return [sentiment_sentence(rng, int(y)) for y in labels], labels
 
 
+def sentiment_training_set(n: int, seed: int) -> tuple[list[str], np.ndarray]:
+    """`n` training texts and soft targets (n, 2): reviews (one-hot), and shares of texts with no cue word
+    or with cues of both polarities, whose target is (0.5, 0.5): without evidence, no preference."""
+    rng = np.random.default_rng(seed)
+    texts, targets = [], np.zeros((n, 2), dtype=np.float32)
+    kinds = rng.random(n)
+    for i in range(n):
+        if kinds[i] < NO_EVIDENCE_SHARE:
+            texts.append(neutral_sentence(rng))
+            targets[i] = 0.5
+        elif kinds[i] < NO_EVIDENCE_SHARE + MIXED_SHARE:
+            texts.append(mixed_sentence(rng))
+            targets[i] = 0.5
+        else:
+            label = int(rng.integers(2))
+            texts.append(sentiment_sentence(rng, label))
+            targets[i, label] = 1.0
+    return texts, targets
+
+
+def cue_id_sets(vocab: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of the positive and of the negative cue words in a text vocabulary."""
+    index = {w: i for i, w in enumerate(vocab)}
+    return np.array([index[w] for w in POSITIVE_CUES]), np.array([index[w] for w in NEGATIVE_CUES])
+
+
+def augment_tokens(rng: np.random.Generator, ids: np.ndarray, pad_id: int, unk_id: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, shown) for a training batch (n, L): in each row a random share of the words becomes [UNK],
+    as words outside the vocabulary would, and a random share is hidden (False in `shown`: the builder
+    puts the IG baseline there); BLANK_SHARE of the rows hide every word."""
+    real = ids != pad_id
+    n = len(ids)
+    unk_rate = rng.uniform(0.0, UNKNOWN_RATE, size=(n, 1))
+    ids = np.where(real & (rng.random(ids.shape) < unk_rate), unk_id, ids).astype(ids.dtype)
+    hide_rate = rng.uniform(0.0, HIDE_RATE, size=(n, 1))
+    hide_rate[rng.random(n) < BLANK_SHARE] = 1.0
+    return ids, ~(real & (rng.random(ids.shape) < hide_rate))
+
+
+def evidence_targets(ids: np.ndarray, positive_ids: np.ndarray, negative_ids: np.ndarray) -> np.ndarray:
+    """Soft targets (n, 2) from the cue words token ids (n, L) still hold: cues of one polarity give that
+    class, none or both give (0.5, 0.5). How the training labels a batch once words are hidden."""
+    pos = np.isin(ids, positive_ids).any(axis=1)
+    neg = np.isin(ids, negative_ids).any(axis=1)
+    out = np.full((len(ids), 2), 0.5, dtype=np.float32)
+    out[pos & ~neg] = (0.0, 1.0)
+    out[neg & ~pos] = (1.0, 0.0)
+    return out
+
+
 def sentiment_corpus_words() -> list[str]:
     """Every word the generator can emit, in first-seen order (the vocabulary's source)."""
     words: dict[str, None] = {}
-    texts = [*FILLER, *(f.format(cue="") for f in CUE_FRAMES), *POSITIVE_CUES, *NEGATIVE_CUES, ", ."]
+    texts = [*FILLER, *(f.format(cue="") for f in CUE_FRAMES), *NEUTRAL_WORDS, *POSITIVE_CUES, *NEGATIVE_CUES,
+             ", ."]
     for text in texts:
         for w in tokenize(text):
             words.setdefault(w, None)

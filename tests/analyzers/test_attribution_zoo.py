@@ -1,5 +1,5 @@
-"""The bundled PyTorch sample models: IG completeness at our default steps, cue words, and the QA span.
-(The Keras samples are tested in test_runtime_keras.py, the one test module that imports TensorFlow.)
+"""The bundled sample models explained: IG completeness at our default steps, the cue words of both text
+classifiers, the marker step, and the QA span. (The Keras image CNN is checked in test_runtime_keras.py.)
 
 Skipped only where the sample zoo is not built (`make samples`); in the repository it is.
 """
@@ -11,7 +11,7 @@ import pytest
 
 from analyzers.attribution import DEFAULT_IG_STEPS, AttributionRequest, compute, token_mass
 from analyzers.errors import LayerScopeError
-from analyzers.inputs import sample_input
+from analyzers.inputs import parse_input, sample_input
 from analyzers.loaders import LoadOptions
 from analyzers.runtime import load_live_model
 
@@ -46,27 +46,51 @@ def test_zoo_torch_cnn_predicts_its_samples_and_gradcam_runs():
     assert cam.parameters["layer"] == live.default_layer() and cam.map.shape == inp.shape
 
 
+TEXT_MODELS = ("text_cnn_keras", "transformer_text_torch")
+HELD_OUT_REVIEWS = 24  # the first generated reviews of the held-out set (its seed, not the training one)
+
+
+def cue_share(live, inp, words: set[str]) -> tuple[float, object]:
+    """The cue words' share of the total |IG| over the tokens, IG run exactly as the Explain tab and
+    `layerscope attribute` run it by default (AttributionRequest defaults: 64 Gauss-Legendre steps from
+    the padding baseline over the embedding layer, the predicted class), and the attribution itself."""
+    result = compute(live, inp, AttributionRequest("ig"))
+    assert result.parameters["steps"] == DEFAULT_IG_STEPS and result.parameters["layer"] == live.embedding_layer()
+    assert result.completeness.relative < 0.01, result.completeness
+    assert any(t in words for t in result.tokens), inp.text
+    return token_mass(result.map, result.tokens, words), result
+
+
 @pytest.mark.slow
-def test_zoo_transformer_text_attribution_picks_out_the_cue_words():
-    """The encoder spreads IG mass over filler tokens too (attention mixes the cue into every position's
-    state): the cue words, about a tenth of the tokens, carry more than their share on every review,
-    a third or more of the absolute mass on a typical one, and the largest score on most."""
-    entry, live = zoo("transformer_text_torch")
+@pytest.mark.parametrize("model_id", TEXT_MODELS)
+def test_zoo_text_cue_words_carry_most_of_the_attribution_mass(model_id):
+    """Issue 6: on the zoo text models the cue words carry most of the attribution mass.
+
+    "Most" is read per review: more than half of the absolute IG mass falls on the cue adjectives on
+    every bundled sample and on every one of the generated held-out reviews, though they are under a
+    tenth of the tokens; and on a typical review (the median) more than three quarters does.
+    The label is read off the cue words too: the prediction is the review's label and the largest
+    score is a cue word's.
+    """
+    entry, live = zoo(model_id)
+    from analyzers import samples
+
+    data = samples.zoo_module("data")
     words = {w for ws in entry.cue_words.values() for w in ws}
-    masses, tops = [], []
-    for sample in entry.samples:
-        inp = sample_input(entry, sample)
-        pred = live.predict(inp)
-        cues = [t for t in inp.tokens if t in words]
-        expected = {k for k, ws in entry.cue_words.items() if set(ws) & set(cues)}
-        assert cues and entry.labels[pred.target] in expected, (sample, pred.top)
-        result = compute(live, inp, AttributionRequest("ig"))
-        assert result.completeness.relative < 0.01, result.completeness
-        mass = token_mass(result.map, result.tokens, words)
-        assert mass > len(cues) / len(result.tokens), list(zip(result.tokens, result.map))
+    texts, labels = data.sentiment_dataset(entry.heldout_size, data.HELDOUT_SEED)
+    bundled = [(sample_input(entry, s), entry.labels.index(label))
+               for s, label in zip(entry.samples, entry.extras["sample_labels"], strict=True)]
+    generated = [(parse_input(t, live.hint, live.encoder), int(y))  # as `attribute --input TEXT` encodes it
+                 for t, y in zip(texts[:HELD_OUT_REVIEWS], labels[:HELD_OUT_REVIEWS], strict=True)]
+    masses = []
+    for inp, label in bundled + generated:
+        mass, result = cue_share(live, inp, words)
+        scores = list(zip(result.tokens, np.round(result.map, 3).tolist()))
+        assert result.target == label, (inp.text, result.prediction.top)
+        assert mass > 0.5, (mass, inp.text, scores)
+        assert result.tokens[int(np.argmax(np.abs(result.map)))] in words, scores
         masses.append(mass)
-        tops.append(result.tokens[int(np.argmax(result.map))] in words)
-    assert np.median(masses) > 0.3 and np.mean(tops) >= 2 / 3, (masses, tops)
+    assert np.median(masses[len(bundled):]) > 0.75, masses
 
 
 def test_zoo_attention_sequence_attribution_finds_the_marker_step():
