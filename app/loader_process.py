@@ -136,9 +136,16 @@ def _serve_one(request: dict, out: BinaryIO) -> None:
 WARM_MODULES = ("torch", "transformers", "transformers.modeling_utils")
 
 
-def warm_up() -> None:
-    """Import the heavy modules a later request will need (errors are left for that request to report)."""
+def warm_up(stop: threading.Event | None = None) -> None:
+    """Import the heavy modules a later request will need (errors are left for that request to report).
+
+    Stops between modules once `stop` is set. A request never runs while this thread imports:
+    transformers' lazy module is not thread-safe, and a class looked up on it mid-import comes back
+    missing (a Llama folder then opened as the bare LlamaModel, without its head).
+    """
     for module in WARM_MODULES:
+        if stop is not None and stop.is_set():
+            return
         try:
             importlib.import_module(module)
         except Exception:  # a broken install is reported by the load that needs it, as one sentence
@@ -146,15 +153,20 @@ def warm_up() -> None:
 
 
 def serve(inp: BinaryIO, out: BinaryIO, warm: bool = True) -> None:
-    """Child main loop: one request at a time until stdin closes; warms up after the first one."""
+    """Child main loop: one request at a time until stdin closes; warms up between requests."""
     warmer: threading.Thread | None = None
+    stop = threading.Event()
     while True:
         request = read_message(inp)
         if request is None:
             return
+        if warmer is not None and warmer.is_alive():  # finish the import under way, start no other
+            stop.set()
+            warmer.join()
         _serve_one(request, out)
-        if warm and warmer is None:  # after the first answer, so the first model is never slowed
-            warmer = threading.Thread(target=warm_up, name="layerscope-warm-up", daemon=True)
+        if warm:  # after each answer, so no model is slowed; modules already imported cost nothing
+            stop.clear()
+            warmer = threading.Thread(target=warm_up, args=(stop,), name="layerscope-warm-up", daemon=True)
             warmer.start()
 
 

@@ -148,6 +148,10 @@ def open_hf_folder(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
             notes.append(f"transformers does not know the architecture {arch} ({type(exc).__name__}); "
                          "showing the tree of tensor names instead.")
         else:
+            named = list(config.get("architectures") or [])
+            if named and cls_name not in named:
+                notes.append(f"transformers has no class {', '.join(named)}; opened as {cls_name}, "
+                             "the base model without its task head.")
             yield Progress(1, 2, f"Laying {len(tensors):,} tensors onto {cls_name}")
             root = _typed_root(model, tensors, notes, metadata)
     elif options.names_only:

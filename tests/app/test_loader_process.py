@@ -90,3 +90,17 @@ def test_big_payloads_unpickle_in_pure_python(monkeypatch, tmp_path) -> None:
     blob = pickle.dumps(summary)
     monkeypatch.setattr(loader_process, "BIG_PAYLOAD", 10)
     assert loader_process._loads(blob) == summary
+
+
+def test_a_request_during_the_warm_up_gets_the_typed_model(child, tmp_path) -> None:
+    """The second request arrives while the child imports transformers in the background: the
+    Llama folder must still open as the class its config names, head included (the lazy module
+    once answered 'no such class' mid-import and the folder opened as the bare LlamaModel)."""
+    from tests.app.model_files import hf_llama_folder
+
+    first = safetensors_file(tmp_path)
+    fixture = hf_llama_folder(tmp_path)
+    drive(child.open(first.path, LoadOptions(), CancelToken()))
+    summary = drive(child.open(fixture.path, LoadOptions(), CancelToken()))
+    assert summary.root.type == "LlamaForCausalLM"
+    assert summary.totals.params == fixture.params
