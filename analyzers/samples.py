@@ -393,3 +393,16 @@ def with_sample_arch(path: Path, options: LoadOptions) -> LoadOptions:
     if not arch:
         return options
     return replace(options, arch=arch, arch_kwargs=dict(entry.arch_kwargs or {}))
+
+
+README_BEGIN = "<!-- samples:begin -->"
+README_END = "<!-- samples:end -->"
+
+
+def readme_with_samples(readme: str, table: str) -> str:
+    """`readme` with the text between the samples markers replaced by `table` (unchanged without markers)."""
+    if README_BEGIN not in readme or README_END not in readme:
+        return readme
+    head, rest = readme.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    return f"{head}{README_BEGIN}\n{table.rstrip()}\n{README_END}{tail}"

@@ -116,7 +116,7 @@ def to_json(value: object, indent: int = 0) -> str:
 
 
 def write_manifest(entries: list[dict]) -> None:
-    """Merge `entries` into assets/samples.json by id, in the zoo's order, then refresh docs/samples.md."""
+    """Merge `entries` into assets/samples.json by id, in the zoo's order, then refresh the samples tables."""
     path = manifest_api.MANIFEST
     models: dict[str, dict] = {}
     if path.exists():
@@ -129,7 +129,12 @@ def write_manifest(entries: list[dict]) -> None:
            "models": ordered}
     path.write_text(to_json(doc) + "\n", encoding="utf-8")
     DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(manifest_api.samples_markdown(manifest_api.load_manifest()), encoding="utf-8")
+    table = manifest_api.samples_markdown(manifest_api.load_manifest())
+    DOCS.write_text(table, encoding="utf-8")
+    readme = REPO / "README.md"
+    if readme.exists():
+        readme.write_text(manifest_api.readme_with_samples(readme.read_text(encoding="utf-8"), table),
+                          encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:

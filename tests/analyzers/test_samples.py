@@ -92,6 +92,8 @@ def test_docs_table_is_generated_from_the_manifest():
     assert (S.REPO / "docs" / "samples.md").read_text(encoding="utf-8") == table, "run `make samples`"
     for m in MODELS.values():
         assert m.title in table and f"{m.params:,}" in table
+    readme = (S.REPO / "README.md").read_text(encoding="utf-8")
+    assert S.README_BEGIN in readme and S.readme_with_samples(readme, table) == readme, "run `make samples`"
 
 
 def test_manifest_errors_are_one_sentence(tmp_path):
