@@ -166,10 +166,12 @@ class LayerTree(QWidget):
             index = best
 
     def fit_columns(self) -> None:
-        """Widen columns whose visible cells are clipped (never narrower than the defaults)."""
+        """Widen columns whose visible cells or header are clipped (never narrower than the defaults)."""
         header = self.view.header()
         for col, cap in ((NAME, 340), (TYPE, 220), (OWN, 150), (TOTAL, 150), (BYTES, 110), (DTYPES, 200)):
-            wanted = min(cap, self.view.sizeHintForColumn(col))
+            title = str(self.model.headerData(col, Qt.Orientation.Horizontal))
+            title_width = header.fontMetrics().horizontalAdvance(title) + 14  # the title, less the sort arrow
+            wanted = min(cap, max(self.view.sizeHintForColumn(col), title_width))
             if wanted > header.sectionSize(col):
                 header.resizeSection(col, wanted)
 

@@ -188,3 +188,11 @@ def test_share_bars_paint(tree, torch_summary, qtbot) -> None:
     qtbot.waitExposed(tree)
     image = tree.view.viewport().grab().toImage()
     assert not image.isNull() and image.width() > 100
+
+
+def test_headers_of_the_number_columns_are_not_clipped(tree, torch_summary) -> None:
+    tree.set_summary(torch_summary[1])
+    header = tree.view.header()
+    for col in (OWN, TOTAL, BYTES, DTYPES):
+        title = tree.model.headerData(col, Qt.Orientation.Horizontal)
+        assert header.sectionSize(col) > header.fontMetrics().horizontalAdvance(title) + 8, title
