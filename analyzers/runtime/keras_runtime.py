@@ -35,14 +35,10 @@ def _tf() -> Any:
 
 
 @contextlib.contextmanager
-def tapped(layer: Any, replace: Callable[[Any], Any]) -> Iterator[None]:
-    """Route `layer`'s output through `replace(output)` while inside; the layer is restored afterwards."""
+def _swapped_call(layer: Any, call: Callable[..., Any]) -> Iterator[None]:
+    """`layer.call` is `call` while inside; the layer's own method (or its class's) is restored after."""
     had_own = "call" in vars(layer)
     original = layer.call
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return replace(original(*args, **kwargs))
-
     layer.call = call
     try:
         yield
@@ -53,19 +49,15 @@ def tapped(layer: Any, replace: Callable[[Any], Any]) -> Iterator[None]:
             del layer.call
 
 
-@contextlib.contextmanager
-def tapped_input(layer: Any) -> Iterator[None]:
-    """Make `layer` return its input unchanged while inside (bypasses a final Softmax/Activation layer)."""
-    had_own = "call" in vars(layer)
+def tapped(layer: Any, replace: Callable[[Any], Any]) -> contextlib.AbstractContextManager[None]:
+    """Route `layer`'s output through `replace(output)` while inside; the layer is restored afterwards."""
     original = layer.call
-    layer.call = lambda inputs, *args, **kwargs: inputs
-    try:
-        yield
-    finally:
-        if had_own:
-            layer.call = original
-        else:
-            del layer.call
+    return _swapped_call(layer, lambda *args, **kwargs: replace(original(*args, **kwargs)))
+
+
+def tapped_input(layer: Any) -> contextlib.AbstractContextManager[None]:
+    """Make `layer` return its input unchanged while inside (bypasses a final Softmax/Activation layer)."""
+    return _swapped_call(layer, lambda inputs, *args, **kwargs: inputs)
 
 
 class KerasLiveModel(LiveModel):
