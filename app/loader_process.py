@@ -192,7 +192,7 @@ class LoaderProcess:
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("TRANSFORMERS_OFFLINE", "1")
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "app.loader_process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             cwd=str(ROOT), env=env, bufsize=0,

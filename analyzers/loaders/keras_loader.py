@@ -10,7 +10,6 @@ model (a custom class that is not importable here), the stored weights are shown
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -103,10 +102,9 @@ def _read_zip(path: Path) -> tuple[dict, dict]:
 
 
 def _import_keras() -> Any:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    from analyzers.tf_import import keras
 
-    return keras
+    return keras()
 
 
 def _simple(value: Any) -> Any:

@@ -21,7 +21,6 @@ Rules, in the order they apply:
 from __future__ import annotations
 
 import json
-import os
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,10 +63,9 @@ class _Variable:
 
 
 def _import_tf() -> Any:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from analyzers.tf_import import tensorflow
 
-    return tf
+    return tensorflow()
 
 
 def read_saved_model(folder: Path) -> Any:

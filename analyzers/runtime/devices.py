@@ -53,9 +53,9 @@ def torch_devices() -> list[DeviceInfo]:
 
 def tf_gpus() -> list[str]:
     """TensorFlow's visible GPUs ("GPU:0", ...); imports TensorFlow, so only Keras paths call it."""
-    import tensorflow as tf
+    from analyzers.tf_import import tensorflow
 
-    return [f"GPU:{i}" for i, _ in enumerate(tf.config.list_physical_devices("GPU"))]
+    return [f"GPU:{i}" for i, _ in enumerate(tensorflow().config.list_physical_devices("GPU"))]
 
 
 def resolve_torch_device(requested: str = "auto") -> str:

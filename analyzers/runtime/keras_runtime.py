@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,9 @@ from analyzers.tasks import CancelToken, Progress, Steps
 
 
 def _tf() -> Any:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from analyzers.tf_import import tensorflow
 
-    return tf
+    return tensorflow()
 
 
 @contextlib.contextmanager
