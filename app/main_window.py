@@ -90,7 +90,7 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(0, 4)
         self.splitter.setStretchFactor(1, 6)
         self.splitter.setStretchFactor(2, 3)
-        self.splitter.setSizes([470, 700, 330])  # the centre tabs (charts, graph, Explain) get the room
+        self.splitter.setSizes([515, 665, 320])  # the centre tabs (charts, graph, Explain) get the room
         self.splitter.setChildrenCollapsible(False)
         self._slots[0].setMinimumWidth(260)
         self._slots[1].setMinimumWidth(220)
