@@ -111,6 +111,18 @@ def _fail(message: str) -> int:
     return EXIT_ERROR
 
 
+def no_display() -> str | None:
+    """Why no window can be shown here (a Linux machine without a display), or None.
+
+    Qt itself would abort with several lines about platform plugins; the user gets one sentence."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return ("no display to open a window on (neither DISPLAY nor WAYLAND_DISPLAY is set); "
+            "use the inspect, run and attribute commands, or --screenshot OUT.png.")
+
+
 def main(argv: list[str]) -> int:
     """Open the window (or render a screenshot); returns the exit code."""
     started = time.perf_counter()
@@ -119,6 +131,8 @@ def main(argv: list[str]) -> int:
         return _fail("give at most two paths.")
     if args.screenshot is not None or args.exit_after_first_paint:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    elif (problem := no_display()) is not None:
+        return _fail(problem)
     from PySide6.QtCore import QCoreApplication
     from PySide6.QtWidgets import QApplication
 

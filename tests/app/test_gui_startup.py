@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -25,3 +26,12 @@ def test_share_opengl_contexts_sets_the_qt_attribute() -> None:
     res = subprocess.run([sys.executable, "-c", CHECK, str(REPO)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "True"
+
+
+def test_no_display_is_one_sentence_and_exit_2() -> None:
+    """`python main.py` on a Linux machine without a display: one sentence, not Qt's abort."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    res = subprocess.run([sys.executable, str(REPO / "main.py")], capture_output=True, text=True, timeout=60,
+                         env=env, cwd=REPO)
+    assert res.returncode == 2
+    assert res.stderr.startswith("layerscope: error: no display") and res.stderr.count("\n") == 1, res.stderr
