@@ -331,39 +331,63 @@ def looks_like_path(value: str) -> bool:
     return suffix in (*IMAGE_SUFFIXES, ".npy", ".txt") or (("/" in v or "\\" in v) and " " not in v)
 
 
+def _existing_file(value: str) -> Path | None:
+    """The file `value` names, when it is one (a sentence that happens to name no file gives None)."""
+    if "\n" in value or len(value) > 400:
+        return None
+    try:
+        path = Path(value).expanduser()
+        return path if path.is_file() else None
+    except (OSError, ValueError):  # a name too long for the file system, an embedded NUL
+        return None
+
+
 def parse_input(value: str, hint: InputHint, encoder: TextEncoder | None = None,
                 preprocess: Preprocess | None = None, seed: int = 0, vocab_size: int | None = None) -> ModelInput:
-    """The input named by `--input VALUE`: an image, a .npy, 'random[:SHAPE]', a .txt file or a sentence."""
+    """The input named by `--input VALUE`: an image, a .npy, 'random[:SHAPE]', a text file or a sentence.
+
+    An existing file is read by its suffix: .npy as the tensor, an image suffix as an image, any other
+    suffix as text (for a text or QA model). A string that only looks like a path is a missing file."""
     v = value.strip()
     if not v:
         raise LayerScopeError("--input is empty; give an image, a .npy array, a text or random:SHAPE.")
     if v == "random" or v.startswith("random:"):
         return random_for(hint, v.partition(":")[2] or None, seed, vocab_size)
-    if looks_like_path(v):
-        path = Path(v).expanduser()
-        if not path.exists():
-            raise UnsupportedFile(sentence(path, "no such file"))
-        suffix = path.suffix.lower()
-        if suffix == ".npy":
-            return npy_input(path, hint)
-        if suffix == ".txt":
-            return text_for(path.read_text(encoding="utf-8", errors="replace"), hint, encoder)
+    path = _existing_file(v)
+    if path is None:
+        if looks_like_path(v):
+            raise UnsupportedFile(sentence(Path(v).expanduser(), "no such file"))
+        return text_for(v, hint, encoder)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return npy_input(path, hint)
+    if suffix in IMAGE_SUFFIXES:
         if hint.kind not in ("image", "unknown", "tensor"):
-            raise LayerScopeError(sentence(path, f"it is an image, but this model takes {_kind_words(hint.kind)}"))
+            raise LayerScopeError(sentence(path, f"it is an image, but this model takes {_kind_words(hint.kind)}; "
+                                                 f"give {_what_to_give(hint.kind)}"))
         pre = preprocess or Preprocess.for_hint(hint)
         result = image_input(path, pre)
         if not hint.fits(result.shape):
             raise LayerScopeError(sentence(path, f"after preprocessing it has shape {result.shape}, but the model "
                                                  f"takes {hint.describe()}; adjust the size or channels"))
         return result
-    return text_for(v, hint, encoder)
+    if hint.kind not in ("text", "qa", "unknown"):
+        raise LayerScopeError(sentence(path, f"it is neither an image nor a .npy array, and this model takes "
+                                             f"{_kind_words(hint.kind)}; give {_what_to_give(hint.kind)}"))
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise LayerScopeError(sentence(path, "it is not a UTF-8 text file, an image or a .npy array")) from None
+    except OSError as exc:
+        raise UnsupportedFile(sentence(path, f"it cannot be read ({exc.strerror or exc})")) from None
+    return text_for(text, hint, encoder)
 
 
 def text_for(text: str, hint: InputHint, encoder: TextEncoder | None) -> ModelInput:
     """Encode a text, or say in one sentence why this model cannot take one."""
     if hint.kind not in ("text", "qa", "unknown") or (encoder is None and hint.kind == "unknown"):
-        raise LayerScopeError(f"The input looks like text (or names a missing file), but this model takes "
-                              f"{_kind_words(hint.kind)}; give an image file, a .npy array or random:SHAPE.")
+        raise LayerScopeError(f"The input is neither a file nor random:SHAPE, so it was read as text, but this "
+                              f"model takes {_kind_words(hint.kind)}; give {_what_to_give(hint.kind)}.")
     if encoder is None:
         raise LayerScopeError("This model has no tokenizer or vocabulary LayerScope can find; give the token ids "
                               "as a .npy array instead of a text.")
@@ -379,16 +403,23 @@ def random_for(hint: InputHint, shape_text: str | None, seed: int = 0, vocab_siz
     elif hint.shape is not None and all(d is not None for d in hint.shape):
         shape = tuple(int(d) for d in hint.shape if d is not None)
     else:
+        example = "random:16 (16 token ids)" if hint.kind in ("text", "qa") or "int" in hint.dtype else "random:1x28x28"
         raise LayerScopeError(f"The model's input shape is not fully known ({hint.describe()}); "
-                              "give one, e.g. random:1x28x28.")
+                              f"give one, e.g. {example}.")
     kind = hint.kind if hint.kind in ("image", "sequence", "latent", "text") else "tensor"
     return random_input(shape, hint.dtype, seed, hint.layout, kind, high=vocab_size)
 
 
 def _kind_words(kind: str) -> str:
-    return {"image": "images", "text": "text", "qa": "a question and a context", "sequence": "sequences "
-            "(give a .npy array)", "latent": "latent vectors (give a .npy array or random)",
-            "tensor": "tensors"}.get(kind, "tensors")
+    return {"image": "images", "text": "text", "qa": "a question and a context", "sequence": "sequences of numbers",
+            "latent": "latent vectors", "tensor": "tensors"}.get(kind, "tensors")
+
+
+def _what_to_give(kind: str) -> str:
+    """What a user can pass as --input to a model that takes `kind`."""
+    any_tensor = "an image file, a .npy array or random:SHAPE"
+    return {"image": any_tensor, "unknown": any_tensor, "tensor": any_tensor, "text": "a text or a text file",
+            "qa": "'question || context' or a text file"}.get(kind, "a .npy array or random:SHAPE")
 
 
 def sample_input(entry: Any, sample: str | None = None) -> ModelInput:

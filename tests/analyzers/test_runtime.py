@@ -168,10 +168,12 @@ def test_summarise_softmax_model_probabilities_and_binary():
     np.testing.assert_allclose(pred.top[0].probability, softmax(logits)[0, 1])
     probs = np.array([[0.2, 0.7, 0.1]])
     assert summarise_outputs({"logits": probs}, (), 1).probabilities == "model"
-    binary = summarise_outputs({"logits": np.array([[2.0]])}, ("fake", "real"), 2)
-    assert binary.top[0].label == "real" and binary.top[0].probability == pytest.approx(1 / (1 + np.exp(-2.0)))
+    binary = summarise_outputs({"logits": np.array([[2.0]])}, ("fake", "real"), 2)  # one logit, two labels
+    assert [(c.index, c.label) for c in binary.top] == [(0, "real")]
+    assert binary.top[0].probability == pytest.approx(1 / (1 + np.exp(-2.0))) and binary.probabilities == "sigmoid"
     single = summarise_outputs({"logits": np.array([[0.2]])}, ("real",), 2)  # a sigmoid output, one label
-    assert [c.label for c in single.top] == ["not real", "real"] and single.probabilities == "model"
+    assert [(c.index, c.label, c.probability) for c in single.top] == [(0, "real", 0.2)]
+    assert single.probabilities == "model"
 
 
 def test_summarise_raw_output_without_labels():
@@ -225,7 +227,7 @@ def test_parse_input_errors_are_single_sentences(tmp_path):
     hint = InputHint("image", (1, 28, 28), "float32", "NCHW")
     with pytest.raises(UnsupportedFile, match="no such file"):
         parse_input(str(tmp_path / "missing.png"), hint)
-    with pytest.raises(LayerScopeError, match="looks like text"):
+    with pytest.raises(LayerScopeError, match="read as text"):
         parse_input("the movie was wonderful", hint)
     with pytest.raises(LayerScopeError, match="not a shape"):
         parse_input("random:axb", hint)
