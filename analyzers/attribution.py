@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from analyzers.errors import LayerScopeError
-from analyzers.inputs import ModelInput, check_input_fits
+from analyzers.inputs import ModelInput
 from analyzers.tasks import CancelToken, Progress, Steps
 
 # `live` arguments are analyzers.runtime.LiveModel and `prediction` values analyzers.runtime.Prediction; this
@@ -159,6 +159,7 @@ class Attribution:
     completeness: Completeness | None = None
     forwards: int = 0
     request: AttributionRequest | None = None  # as run: target resolved, baselines filled in
+    notes: tuple[str, ...] = ()  # what the user should know to read the map (e.g. it is zero everywhere)
 
     @property
     def tokens(self) -> tuple[str, ...]:
@@ -174,6 +175,7 @@ class Attribution:
             "map": {"shape": list(self.map.shape), "dtype": str(self.map.dtype), "sum": float(self.map.sum()),
                     "min": float(self.map.min()), "max": float(self.map.max())},
             "convergence_delta": self.delta,
+            "notes": list(self.notes),
         }
         if self.completeness is not None:
             out["completeness"] = self.completeness.to_json()
@@ -307,7 +309,9 @@ def occlusion_window(shape: tuple[int, ...], layout: str, request: AttributionRe
 def attribute(live: LiveModel, inp: ModelInput, request: AttributionRequest, token: CancelToken | None = None,
               top_k: int = 5) -> Steps[Attribution]:
     """Steps that compute one attribution map; cancellable through `token`."""
-    check_input_fits(live.hint, inp)
+    from analyzers.runtime import ensure_input_fits
+
+    ensure_input_fits(live, inp)
     request = check_request(live, inp, request)
     yield Progress(0, None, "Predicting")
     prediction = live.predict(inp, top_k)
@@ -324,6 +328,13 @@ def attribute(live: LiveModel, inp: ModelInput, request: AttributionRequest, tok
     raw = yield from live.attribute(inp, request, token)
     seconds = time.perf_counter() - started
     attr = np.asarray(raw.attribution)[0]
+    uses_layer = "gradcam" in (request.method, request.smooth_base if request.method == "smoothgrad" else "")
+    if uses_layer and not live.is_text(inp) and attr.ndim != np.asarray(inp.array).ndim - 1:
+        layer_shape = tuple(np.asarray(raw.layer_map).shape[1:]) if raw.layer_map is not None else attr.shape
+        raise LayerScopeError(f"Grad-CAM needs a layer whose output keeps the input's spatial axes (a convolution "
+                              f"or pooling layer); '{request.layer}' gives a map of shape {layer_shape}, so pick a "
+                              "convolution with --layer (or in the tree).")
+    notes = _map_notes(request, attr)
     if live.is_text(inp):
         if attr.ndim == 2:  # (L, D) embedding attributions -> one score per token
             attr = attr.sum(axis=-1)
@@ -337,13 +348,27 @@ def attribute(live: LiveModel, inp: ModelInput, request: AttributionRequest, tok
     label = target_label(live, prediction, inp, target)
     return Attribution(request.method, raw.parameters, target, label, attr.astype(np.float32, copy=False), inp,
                        prediction, live.device, live.framework, seconds, raw.layer_map, raw.delta, completeness,
-                       raw.forwards, request)
+                       raw.forwards, request, notes)
+
+
+def _map_notes(request: AttributionRequest, attr: np.ndarray) -> tuple[str, ...]:
+    """Notes that keep a user from misreading the map."""
+    if attr.size and not np.any(attr):
+        base = request.smooth_base if request.method == "smoothgrad" else ""
+        if "gradcam" in (request.method, base) and request.relu:
+            return (f"The map is zero everywhere: no location of '{request.layer}' raises the target's score. "
+                    "Without the ReLU (--no-relu, or untick 'positive evidence only') the negative evidence shows.",)
+        return ("The map is zero everywhere: the target's score does not change with this input "
+                "(its gradient is zero, e.g. a saturated output).",)
+    return ()
 
 
 def target_label(live: LiveModel, prediction: Prediction, inp: ModelInput, target: int) -> str:
     """A readable name for the target: the class label, the token at a QA position, or the output index."""
     if prediction.kind == "qa":
         return inp.tokens[target] if target < len(inp.tokens) else str(target)
+    if prediction.kind == "classes" and len(prediction.top) == 1 and prediction.output.shape in ((), (1,)):
+        return prediction.top[0].label  # a single sigmoid output: its score is the positive class's
     if prediction.kind == "classes" and target < len(live.labels):
         return live.labels[target]
     return str(target)

@@ -171,6 +171,7 @@ def format_attribution(live: Any, result: Any, timing: Any, sanity: Any, args: a
         lines.append(f"delta:    {result.delta:.4g} (convergence delta)")
     if result.completeness is not None:
         lines.append(f"sanity:   {completeness_sentence(result)}")
+    lines.extend(f"note:     {note}" for note in result.notes)
     if sanity is not None:
         lines.append(f"sanity:   randomised {', '.join(sanity.layers)}: Spearman {sanity.spearman_abs:.3f} "
                      f"(|map|), {sanity.spearman_signed:.3f} (signed). {sanity.verdict}")

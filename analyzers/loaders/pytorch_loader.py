@@ -94,7 +94,10 @@ def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     line = text.splitlines()[0] if text else type(exc).__name__
     line = line.split("(Could this error message be improved?")[0].strip()
-    return line[:160].rstrip(". ")
+    line = line.split(". ")[0]  # the first sentence of torch's message, never cut mid-word
+    if len(line) > 160:
+        line = line[:160].rsplit(" ", 1)[0] + " …"
+    return line.rstrip(". ")
 
 
 def _is_tensor(value: Any) -> bool:

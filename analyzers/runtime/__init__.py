@@ -324,10 +324,10 @@ def summarise_outputs(outputs: Mapping[str, np.ndarray], labels: tuple[str, ...]
             p, how = value, "model"
         else:
             p, how = float(1.0 / (1.0 + np.exp(-value))), "sigmoid"
-        names = labels if len(labels) == 2 else (f"not {labels[0]}", labels[0]) if len(labels) == 1 else ("0", "1")
-        top = (ClassScore(0, names[1], p, value), ClassScore(0, names[0], 1.0 - p, value))
-        top = tuple(sorted(top, key=lambda c: -c.probability))[:top_k]
-        return Prediction("classes", top, stats, 0, probabilities=how)
+        # One output is one score: the probability of the positive class (the second of two labels, or the
+        # only one). It is listed once, at its own index, so that the index is the attribution target.
+        positive = labels[1] if len(labels) == 2 else labels[0] if len(labels) == 1 else "positive class"
+        return Prediction("classes", (ClassScore(0, positive, p, value),), stats, 0, probabilities=how)
     if looks_like_probabilities(row):
         probs, how = row, "model"
     else:
@@ -371,15 +371,27 @@ def _qa_prediction(start: np.ndarray, end: np.ndarray, inp: ModelInput | None, m
 # Opening
 
 
+def sharded_safetensors_index(folder: Path) -> Path | None:
+    """The `*.safetensors.index.json` of a folder of shards without config.json (run with an --arch), or None."""
+    if (folder / "config.json").is_file():
+        return None
+    found = sorted(folder.glob("*.safetensors.index.json"))
+    return found[0] if len(found) == 1 else None
+
+
 def framework_of(path: Path) -> str:
     """'torch' or 'keras' for a model file or folder; one sentence when it cannot be run."""
     if path.is_dir():
         if (path / "config.json").is_file():
             return "torch"
+        if sharded_safetensors_index(path) is not None:
+            return "torch"
         if (path / "saved_model.pb").is_file():
             raise UnsupportedFile(sentence(path, "TensorFlow SavedModel folders can be inspected but not run here; "
                                                  "save the model as .keras to run it"))
         raise UnsupportedFile(sentence(path, "this folder holds no model LayerScope can run"))
+    if path.name.lower().endswith(".safetensors.index.json"):
+        return "torch"
     suffix = path.suffix.lower()
     if suffix in KERAS_SUFFIXES:
         return "keras"
@@ -440,5 +452,14 @@ def zoo_entry(path: Path) -> Any:
 
 
 def ensure_input_fits(live: LiveModel, inp: ModelInput) -> None:
-    """One sentence when an input cannot go into this model (wrong kind or shape)."""
+    """One sentence when an input cannot go into this model (wrong kind or shape, token ids outside the
+    vocabulary: an embedding would fail with an IndexError, or silently read another row)."""
     check_input_fits(live.hint, inp)
+    vocab = live.vocab_size()
+    ids = np.asarray(inp.array)
+    if vocab and ids.dtype.kind in "iu" and ids.size and (live.is_text(inp) or live.hint.kind in ("text", "qa")):
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= vocab:
+            bad = low if low < 0 else high
+            raise LayerScopeError(f"{inp.source}: token id {bad} is outside the vocabulary of this model "
+                                  f"(0 to {vocab - 1}).")

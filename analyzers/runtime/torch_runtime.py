@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from analyzers.attribution import AttributionRequest, RawAttribution
-from analyzers.errors import ArchitectureError, LayerScopeError, UnsupportedFile, sentence
+from analyzers.errors import ArchitectureError, CorruptFile, LayerScopeError, UnsupportedFile, sentence
 from analyzers.inputs import (
     InputHint,
     ModelInput,
@@ -30,7 +30,7 @@ from analyzers.inputs import (
     vocab_encoder,
 )
 from analyzers.loaders import LoadOptions
-from analyzers.runtime import LayerRef, LiveModel, RssPeak, zoo_entry
+from analyzers.runtime import LayerRef, LiveModel, RssPeak, sharded_safetensors_index, zoo_entry
 from analyzers.runtime.devices import resolve_torch_device
 from analyzers.tasks import Cancelled, CancelToken, Progress, Steps
 
@@ -409,6 +409,32 @@ class _TorchPeak:
 # Opening
 
 
+def safetensors_state(path: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a .safetensors file, or of every shard a `*.safetensors.index.json` names.
+
+    Each file's header is checked first, so a truncated or foreign file gets the same sentence as in
+    `inspect`; a failure while reading the data names the file too."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from analyzers.loaders.safetensors_loader import header_tensors, read_header, read_index
+
+    files = [path]
+    if path.name.lower().endswith(".index.json"):
+        files = [path.parent / shard for shard in dict.fromkeys(read_index(path).values())]
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        if not file.is_file():
+            raise UnsupportedFile(sentence(file, f"the shard named by {path.name} is missing"))
+        header_tensors(file, *read_header(file))
+        try:
+            state.update(load_file(str(file)))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise CorruptFile(sentence(file, f"its tensors cannot be read ({str(exc).splitlines()[0][:120]}); "
+                                             "the file is corrupted or truncated")) from None
+    return state
+
+
 def open_torch(path: Path, options: LoadOptions, device: str = "auto") -> Steps[TorchLiveModel]:
     """Steps that load a PyTorch model of any runnable kind onto `device`."""
     yield Progress(0, 3, "Choosing the device")
@@ -421,7 +447,11 @@ def open_torch(path: Path, options: LoadOptions, device: str = "auto") -> Steps[
     task = entry.task if entry is not None else ""
     encoder: TextEncoder | None = None
     hint: InputHint | None = None
-    if path.is_dir():
+    index = sharded_safetensors_index(path) if path.is_dir() else path
+    if index is not None and index.name.lower().endswith(".safetensors.index.json"):
+        module = _from_state(path, safetensors_state(index), options, entry, notes)
+        fmt = "state_dict"
+    elif path.is_dir():
         from analyzers.runtime.hf_runtime import open_hf
 
         module, input_name, task, hf_labels, hint, encoder = open_hf(path, entry)
@@ -431,9 +461,7 @@ def open_torch(path: Path, options: LoadOptions, device: str = "auto") -> Steps[
         module = torch.jit.load(str(path), map_location="cpu")
         fmt = "torchscript"
     elif path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
-
-        module = _from_state(path, load_file(str(path)), options, entry, notes)
+        module = _from_state(path, safetensors_state(path), options, entry, notes)
         fmt = "state_dict"
     else:
         from analyzers.loaders.pytorch_loader import flatten_tensors, load_checkpoint, split_checkpoint

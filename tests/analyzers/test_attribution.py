@@ -339,3 +339,41 @@ def test_smoothgrad_over_gradcam_equals_noise_tunnel(cnn):
         x, nt_type="smoothgrad", nt_samples=4, stdevs=0.15 * float(x.max() - x.min()), target=TARGET,
         relu_attributions=True)
     np.testing.assert_allclose(ours.layer_map, theirs.detach().numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_gradcam_on_a_layer_without_spatial_axes_is_one_sentence(cnn) -> None:
+    _, live = cnn
+    with pytest.raises(LayerScopeError, match=r"Grad-CAM needs a layer whose output keeps the input's spatial axes.*"
+                                              r"'head' gives a map of shape \(1,\)"):
+        compute(live, image(), AttributionRequest("gradcam", target=TARGET, layer="head"))
+
+
+def test_a_map_that_is_zero_everywhere_says_why(tmp_path) -> None:
+    """Grad-CAM's ReLU on a layer whose every location lowers the score: the map is all zeros, and says so."""
+    conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+    head = torch.nn.Linear(28 * 28, 2)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.bias.fill_(1.0)
+        head.weight.fill_(-1.0)  # the score of either class falls wherever the convolution fires
+    model = torch.nn.Sequential(conv, torch.nn.Flatten(), head).eval()
+    torch.save(model, tmp_path / "neg.pt")
+    live = load_live_model(tmp_path / "neg.pt", LoadOptions(trust=True), "cpu")
+    inp = ModelInput("image", np.abs(image().array), "positive", layout="NCHW")
+    zero = compute(live, inp, AttributionRequest("gradcam", target=0, layer="0"))
+    assert not np.any(zero.map) and "zero everywhere" in zero.notes[0] and "--no-relu" in zero.notes[0]
+    signed = compute(live, inp, AttributionRequest("gradcam", target=0, layer="0", relu=False))
+    assert np.all(signed.map <= 0) and np.any(signed.map) and signed.notes == ()
+
+
+def test_token_ids_outside_the_vocabulary_are_one_sentence(text) -> None:
+    module, live, inp = text
+    vocab = module.embedding.num_embeddings  # the framework's own answer
+    assert live.vocab_size() == vocab
+    for bad in (vocab, -1):
+        ids = inp.array.copy()
+        ids[0, 2] = bad
+        wrong = ModelInput("text", ids, "ids.npy", layout="tokens")
+        with pytest.raises(LayerScopeError, match=rf"^ids\.npy: token id {bad} is outside the vocabulary of this "
+                                                  rf"model \(0 to {vocab - 1}\)\.$"):
+            compute(live, wrong, AttributionRequest("ig"))

@@ -84,7 +84,7 @@ def test_attribute_text_report_with_sanity(files, capsys):
 @pytest.mark.parametrize(("args", "expected"), [
     (["--input", "missing.png"], "missing.png: no such file"),
     (["--input", "random:3x28x28"], "does not fit this model"),
-    (["--input", "a wonderful evening"], "looks like text"),
+    (["--input", "a wonderful evening"], "read as text"),
     (["--input", "random:1x28x28", "--method", "lime"], "Unknown attribution method 'lime'"),
     (["--input", "random:1x28x28", "--target", "12"], "out of range"),
     (["--input", "random:1x28x28", "--device", "tpu"], "not a device"),
@@ -134,3 +134,37 @@ def test_run_as_a_user_runs_it(files):
     res = run_cli("run", str(folder / "cnn.pt"), "--arch", ARCH, "--input", "random:1x28x28", "--runs", "2")
     assert res.returncode == 0, res.stderr
     assert "device:   cpu" in res.stdout and "latency:" in res.stdout and "top classes" in res.stdout
+
+
+def test_sharded_safetensors_without_config_run_with_an_arch(files, capsys, tmp_path):
+    """A folder of safetensors shards and their index (no config.json) runs with --arch, by folder or index."""
+    from safetensors.torch import save_file
+
+    folder, model, x = files
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    names = sorted(state)
+    halves = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
+              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    for shard, keys in halves.items():
+        save_file({k: state[k] for k in keys}, tmp_path / shard)
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {k: shard for shard, keys in halves.items() for k in keys}}))
+    with torch.no_grad():
+        expected = int(model(torch.from_numpy(x[None])).argmax())
+    for target in (tmp_path, index):
+        code, out, err = cli(capsys, "run", str(target), "--arch", ARCH, "--input", str(folder / "x.npy"), "--json")
+        assert code == 0, err
+        assert json.loads(out)["prediction"]["top"][0]["index"] == expected
+
+
+def test_a_truncated_safetensors_names_the_file(files, capsys, tmp_path):
+    from safetensors.torch import save_file
+
+    _, model, _ = files
+    path = tmp_path / "cut.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
+    path.write_bytes(path.read_bytes()[:-100])
+    code, out, err = cli(capsys, "run", str(path), "--arch", ARCH, "--input", "random:1x28x28")
+    assert code == 2 and out == ""
+    assert err.startswith("layerscope: error: cut.safetensors: ") and "unexpected" not in err and len(
+        err.strip().splitlines()) == 1, err
