@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from analyzers.errors import LayerScopeError
-from analyzers.inputs import ModelInput
+from analyzers.inputs import ModelInput, check_input_fits
 from analyzers.tasks import CancelToken, Progress, Steps
 
 # `live` arguments are analyzers.runtime.LiveModel and `prediction` values analyzers.runtime.Prediction; this
@@ -309,9 +309,7 @@ def occlusion_window(shape: tuple[int, ...], layout: str, request: AttributionRe
 def attribute(live: LiveModel, inp: ModelInput, request: AttributionRequest, token: CancelToken | None = None,
               top_k: int = 5) -> Steps[Attribution]:
     """Steps that compute one attribution map; cancellable through `token`."""
-    from analyzers.runtime import ensure_input_fits
-
-    ensure_input_fits(live, inp)
+    check_input_fits(live.hint, inp, live.vocab_size())
     request = check_request(live, inp, request)
     yield Progress(0, None, "Predicting")
     prediction = live.predict(inp, top_k)

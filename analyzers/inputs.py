@@ -451,8 +451,15 @@ def sample_label(entry: Any, sample: str) -> str:
     return text if len(text) <= 60 else text[:57] + "…"
 
 
-def check_input_fits(hint: InputHint, inp: ModelInput) -> None:
-    """One sentence when an input cannot go into a model that takes `hint` (wrong kind or shape)."""
+def check_input_fits(hint: InputHint, inp: ModelInput, vocab_size: int | None = None) -> None:
+    """One sentence when an input cannot go into a model that takes `hint` (wrong kind or shape, or token ids
+    outside a vocabulary of `vocab_size`: an embedding would fail with an IndexError, or read another row)."""
+    ids = np.asarray(inp.array)
+    if vocab_size and ids.dtype.kind in "iu" and ids.size and (inp.kind in ("text", "qa") or hint.kind in ("text", "qa")):
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= vocab_size:
+            raise LayerScopeError(f"{inp.source}: token id {low if low < 0 else high} is outside the vocabulary "
+                                  f"of this model (0 to {vocab_size - 1}).")
     if hint.kind == "image" and inp.kind in ("text", "qa"):
         raise LayerScopeError("This model takes images, but the input is text.")
     if hint.kind in ("text", "qa") and inp.kind == "image":
