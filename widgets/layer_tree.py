@@ -210,22 +210,34 @@ class LayerTree(QWidget):
         self.filter_edit.selectAll()
 
     def expand_to_depth(self, depth: int) -> None:
-        """Collapse everything, then expand layers down to `depth` below the model row."""
+        """Collapse everything, then expand layers down to `depth` below the model row.
+
+        Two passes: the rows are fetched while every parent is still collapsed (cheap for the view),
+        then the parents are expanded while the view's layout is pending, so it is laid out once.
+        Fetching under expanded parents made the view re-lay itself out per parent: quadratic, minutes
+        for 10^5 layers."""
         self.view.collapseAll()
         root = self.model.index(0, 0)
-        if root.isValid() and depth > 0:
-            self.view.expand(root)
-            if depth > 1:
-                self._expand_below(root, depth - 1)
-
-    def _expand_below(self, parent: QModelIndex, depth: int) -> None:
-        self.model.fetch_until(parent, FETCH_BATCH)
-        for row in range(self.model.rowCount(parent)):
-            child = self.model.index(row, 0, parent)
-            if self.model.hasChildren(child):
-                self.view.expand(child)
-                if depth > 1:
-                    self._expand_below(child, depth - 1)
+        if not root.isValid() or depth <= 0:
+            return
+        to_expand = [root]
+        level = [root]
+        for step in range(depth):
+            if step == depth - 1 and step > 0:
+                break  # the view fetches the deepest level's rows itself, and only as far as it lays out
+            below = []
+            for parent in level:
+                self.model.fetch_until(parent, FETCH_BATCH)  # the rows an expanded parent shows
+                if step < depth - 1:
+                    for row in range(self.model.rowCount(parent)):
+                        child = self.model.index(row, 0, parent)
+                        if self.model.hasChildren(child):
+                            below.append(child)
+            to_expand.extend(below)
+            level = below
+        self.view.scheduleDelayedItemsLayout()  # expand() then only records the index
+        for index in to_expand:
+            self.view.expand(index)
 
     # -- internals -------------------------------------------------------------------------------
     def _apply_filter(self) -> None:

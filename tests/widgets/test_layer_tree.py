@@ -196,3 +196,24 @@ def test_headers_of_the_number_columns_are_not_clipped(tree, torch_summary) -> N
     for col in (OWN, TOTAL, BYTES, DTYPES):
         title = tree.model.headerData(col, Qt.Orientation.Horizontal)
         assert header.sectionSize(col) > header.fontMetrics().horizontalAdvance(title) + 8, title
+
+
+def test_expand_to_depth_opens_exactly_the_levels_above_it(tree) -> None:
+    """Three levels under the model row: depth 3 opens the blocks and their layers, never the leaves."""
+    from bench.tree_expand import deep_summary
+
+    summary = deep_summary(30)
+    tree.set_summary(summary)
+    m = tree.model
+    tree.depth_spin.setValue(3)
+    for b in (0, 17, 29):
+        assert tree.view.isExpanded(m.index_for_path(f"b{b}"))
+        assert tree.view.isExpanded(m.index_for_path(f"b{b}.l4"))
+        assert not m.hasChildren(m.index_for_path(f"b{b}.l4.p1"))
+    visible, index = 0, m.index(0, 0)
+    while index.isValid():
+        visible += 1
+        index = tree.view.indexBelow(index)
+    assert visible == 1 + 30 * (1 + 5 + 10)  # every row down to the leaves is shown
+    tree.depth_spin.setValue(2)
+    assert tree.view.isExpanded(m.index_for_path("b3")) and not tree.view.isExpanded(m.index_for_path("b3.l0"))
