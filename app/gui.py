@@ -271,7 +271,13 @@ def _prepare_screenshot(window, args: argparse.Namespace, finish: Callable[[int]
         window.tabs.setCurrentIndex(index)
     window.show()
 
+    grabbed = False
+
     def grab() -> None:
+        nonlocal grabbed
+        if grabbed:  # a later state change of the Graph tab (as the window closes) must not grab again
+            return
+        grabbed = True
         window.repaint()
         if window.grab().save(str(out), "PNG"):
             print(f"Saved {out}", file=sys.stderr)
