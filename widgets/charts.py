@@ -141,13 +141,17 @@ class _ThemedPlot(pg.PlotWidget):
     def fit_x(self, top: float, labels: Sequence[str]) -> None:
         """Set the x range so the longest bar plus its caption fits in the plot's pixel width."""
         metrics = QFontMetrics(self.font())
-        text_px = max((metrics.horizontalAdvance(t) for t in labels), default=0) + 14
+        text_px = max((metrics.horizontalAdvance(t) for t in labels), default=0) + 14 + self.reserved_px()
         width = self.getPlotItem().getViewBox().width()
         if width <= 50:
             width = max(200.0, self.width() * 0.7)
         room = max(0.3, 1.0 - text_px / width)
         self._fit = (top, list(labels))
         self.getPlotItem().setXRange(0, (top or 1.0) / room, padding=0)
+
+    def reserved_px(self) -> int:
+        """Pixels at the right of the plot that bars must leave free (a legend drawn there)."""
+        return 0
 
     def _on_view_resized(self, *_: object) -> None:
         if self._fit is not None:
@@ -337,6 +341,12 @@ class StackedBarChart(_ThemedPlot):
         for name, brush in used:  # a sample item per segment, never added to the plot
             self._legend.addItem(pg.BarGraphItem(x0=[0], y=[0], height=1, width=[1], brush=brush), name)
         self._legend_names = names
+
+    def reserved_px(self) -> int:
+        """The legend's width: the longest bar and its caption end left of it, never under it."""
+        if not getattr(self, "_legend_names", None):
+            return 0
+        return int(self._legend.boundingRect().width()) + 16
 
     def legend_names(self) -> list[str]:
         """Segment names in the legend."""

@@ -168,7 +168,7 @@ class LayerTree(QWidget):
     def fit_columns(self) -> None:
         """Widen columns whose visible cells or header are clipped (never narrower than the defaults)."""
         header = self.view.header()
-        for col, cap in ((NAME, 340), (TYPE, 220), (OWN, 150), (TOTAL, 150), (BYTES, 110), (DTYPES, 200)):
+        for col, cap in ((NAME, 260), (TYPE, 150), (OWN, 150), (TOTAL, 150), (BYTES, 110), (DTYPES, 200)):
             title = str(self.model.headerData(col, Qt.Orientation.Horizontal))
             title_width = header.fontMetrics().horizontalAdvance(title) + 14  # the title, less the sort arrow
             wanted = min(cap, max(self.view.sizeHintForColumn(col), title_width))

@@ -27,6 +27,8 @@ from widgets.charts import StackedBarChart
 SEGMENTS = ("Weights", "fp32 master weights", "Gradients", "Adam state (m, v)", "KV cache", "Buffers")
 SHORT = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "int8": "int8", "int4": "int4"}
 INT4_GROUPS = (32, 64, 128, 256)
+# Weights: the model's weights in the row's dtype; Total: weights + KV cache + buffers (+ training state).
+TABLE_COLUMNS = ("Scenario", "Weights", "KV cache", "Total", "Total bytes")
 MAX_SEQ = 1 << 21
 
 
@@ -93,16 +95,16 @@ class MemoryView(QWidget):
         controls.addWidget(self.group_combo)
         controls.addStretch(1)
 
-        self.table = QTableWidget(0, 3, self)
-        self.table.setHorizontalHeaderLabels(["Scenario", "Memory", "Bytes"])
+        self.table = QTableWidget(0, len(TABLE_COLUMNS), self)
+        self.table.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setAlternatingRowColors(True)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        for column in range(len(TABLE_COLUMNS) - 1):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(len(TABLE_COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         self.chart = StackedBarChart("Memory by scenario", parent=self)
         self.chart.setMinimumHeight(260)
@@ -181,18 +183,20 @@ class MemoryView(QWidget):
         self.table.setRowCount(len(rows))
         mono = QFont(self.table.font())
         mono.setStyleHint(QFont.StyleHint.Monospace)
+        kv_at = SEGMENTS.index("KV cache")
+        has_kv = any(row.parts[kv_at] for row in rows)
+        self.table.setColumnHidden(TABLE_COLUMNS.index("KV cache"), not has_kv)
+        right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
         for i, row in enumerate(rows):
-            name = QTableWidgetItem(row.label)
-            name.setToolTip(row.line.formula)
-            size = QTableWidgetItem(human_bytes(row.line.bytes))
-            size.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            exact = QTableWidgetItem(f"{row.line.bytes:,}")
-            exact.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            for item in (name, size, exact):
+            kv = row.parts[kv_at]
+            texts = (row.label, human_bytes(row.parts[0]), human_bytes(kv) if kv else "—",
+                     human_bytes(row.line.bytes), f"{row.line.bytes:,}")
+            for column, text in enumerate(texts):
+                item = QTableWidgetItem(text)
                 item.setToolTip(row.line.formula)
-            self.table.setItem(i, 0, name)
-            self.table.setItem(i, 1, size)
-            self.table.setItem(i, 2, exact)
+                if column:
+                    item.setTextAlignment(right)
+                self.table.setItem(i, column, item)
 
     def _fill_formulas(self, report: MemoryReport, rows: list[Scenario]) -> None:
         assumptions = "".join(f"<li>{_esc(a)}</li>" for a in report.assumptions)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from analyzers.params import params_by_type, top_level_blocks
 from analyzers.summary import LayerNode, ModelSummary
 
-MAX_BLOCKS = 48
+MAX_BLOCKS = 16  # more bars than the chart can label legibly: a repeated stack stays one bar
 SPLIT_SHARE = 0.6  # a block holding more than this share of the model is shown as its children
 
 

@@ -306,7 +306,7 @@ def test_memory_controls_for_a_decoder_lm(window, open_and_wait, tmp_path, qtbot
     assert report == estimate_memory(window.current_summary, batch=3, seq_len=100)
     kv = report.inference["bfloat16"].bytes - report.weights["bfloat16"].bytes - report.buffer_bytes
     assert kv == config["num_hidden_layers"] * config["num_key_value_heads"] * head_dim * 3 * 100 * 2 * 2
-    assert view.chart.totals() == [float(view.table.item(r, 2).text().replace(",", ""))
+    assert view.chart.totals() == [float(view.table.item(r, 4).text().replace(",", ""))
                                    for r in range(view.table.rowCount())]
 
 

@@ -8,7 +8,7 @@ from PySide6.QtGui import QPalette
 from PySide6.QtTest import QTest
 
 from analyzers.loaders.torch_modules import module_tree
-from analyzers.memory import estimate_memory
+from analyzers.memory import estimate_memory, human_bytes
 from analyzers.summary import LayerNode, ModelSummary, SourceInfo, TensorInfo
 from widgets.charts import BarChart, StackedBarChart
 from widgets.inspector import Inspector
@@ -174,7 +174,11 @@ def test_memory_view_emits_on_change_and_shows_formulas(qtbot) -> None:
     report = estimate_memory(summary, batch=4, seq_len=512, int4_group=32)
     view.set_report(report)
     assert view.table.rowCount() == len(scenarios(report))
-    assert view.table.item(1, 2).text() == f"{report.inference['float32'].bytes:,}"
+    assert view.table.item(1, 4).text() == f"{report.inference['float32'].bytes:,}"
+    assert view.table.item(1, 1).text() == human_bytes(report.weights["float32"].bytes)  # weights alone, fp32
+    assert view.table.item(5, 1).text() == human_bytes(report.weights["int4"].bytes)  # and int4
+    kv = report.inference["float32"].bytes - report.weights["float32"].bytes - report.buffer_bytes
+    assert kv > 0 and view.table.item(1, 2).text() == human_bytes(kv) and not view.table.isColumnHidden(2)
     for line in report.assumptions:
         assert line.split(":")[0][:30].replace("&", "&amp;") in view.formulas.text()
     assert "KV cache" in view.kv_label.text()
@@ -197,3 +201,57 @@ def test_trust_dialog_defaults_to_no(qtbot, tmp_path) -> None:
     dialog.open()
     qtbot.mouseClick(dialog.open_button, Qt.MouseButton.LeftButton)
     assert dialog.trusted()
+
+
+def llama_like(layers: int) -> ModelSummary:
+    """model.embed_tokens, model.layers.0..N-1 (two linears each), model.norm, lm_head: the HF decoder shape."""
+    def linear(path: str) -> LayerNode:
+        return LayerNode(path, "Linear", (TensorInfo(f"{path}.weight", (64, 64), "float32"),))
+
+    stack = tuple(LayerNode(f"model.layers.{i}", "DecoderLayer", (), (linear(f"model.layers.{i}.q"),
+                                                                      linear(f"model.layers.{i}.o")))
+                  for i in range(layers))
+    model = LayerNode("model", "Model", (), (
+        LayerNode("model.embed_tokens", "Embedding", (TensorInfo("model.embed_tokens.weight", (100, 64), "float32"),)),
+        LayerNode("model.layers", "ModuleList", (), stack),
+        LayerNode("model.norm", "RMSNorm", (TensorInfo("model.norm.weight", (64,), "float32"),))))
+    root = LayerNode("", "ForCausalLM", (), (model, linear("lm_head")))
+    summary = ModelSummary(SourceInfo("llama", "hf", "torch", (), 0), root)
+    warm(summary)
+    return summary
+
+
+def test_block_chart_keeps_a_long_stack_as_one_bar_and_opens_a_short_one() -> None:
+    long = [bar.key for bar in overview_data(llama_like(32)).by_block]
+    assert long == ["model.embed_tokens", "model.layers", "model.norm", "lm_head"]
+    short = [bar.key for bar in overview_data(llama_like(6)).by_block]
+    assert short == ["model.embed_tokens", *(f"model.layers.{i}" for i in range(6)), "model.norm", "lm_head"]
+
+
+def test_the_memory_legend_never_covers_the_longest_bar(qtbot) -> None:
+    from PySide6.QtGui import QFontMetrics
+
+    chart = StackedBarChart("Memory by scenario")
+    qtbot.addWidget(chart)
+    chart.resize(900, 320)
+    chart.show()
+    qtbot.waitExposed(chart)
+    rows = ["Weights", "Inference fp32", "Inference bf16", "Training"]
+    chart.set_data(rows, [("Weights", [1.0, 1.0, 0.5, 1.0]), ("KV cache", [0.0, 200.0, 100.0, 0.0]),
+                          ("Gradients", [0.0, 0.0, 0.0, 1.0]), ("Adam state (m, v)", [0.0, 0.0, 0.0, 2.0])])
+    qtbot.wait(50)
+    vb = chart.getPlotItem().getViewBox()
+    caption = QFontMetrics(chart.font()).horizontalAdvance(chart.formatter(201.0))
+    bar_end = vb.mapViewToScene(QPointF(201.0, 1)).x()
+    legend = chart._legend.sceneBoundingRect()
+    assert legend.width() > 50
+    assert bar_end + caption <= legend.left(), (bar_end, caption, legend.left())
+
+
+def test_the_kv_column_shows_only_for_decoder_language_models(qtbot, tied) -> None:
+    view = MemoryView()
+    qtbot.addWidget(view)
+    report = estimate_memory(tied[1])
+    view.set_report(report)
+    assert view.table.isColumnHidden(2)
+    assert view.table.item(3, 1).text() == human_bytes(report.weights["float16"].bytes)
