@@ -150,14 +150,15 @@ def main(argv: list[str]) -> int:
 
     settings = Settings()
     theme = args.theme or settings.theme()
-    if theme != "system":  # the platform's own look needs no work before the first paint
-        from app.theme import apply_theme
+    from app.theme import apply_theme, follow_system, needs_work_at_start
 
+    if needs_work_at_start(app, theme):  # the platform's own look needs no work before the first paint
         apply_theme(app, theme)
     screenshot = args.screenshot is not None
     window = MainWindow(settings, isolated_loading=not args.in_process, interactive=not screenshot,
                         defer_panes=True)
     window.theme_choice = theme
+    follow_system(app, lambda: window.theme_choice)
     paths = [Path(p).expanduser() for p in args.paths]
     report: dict[str, object] = {}
     features: list[object] = []  # keeps the feature controllers alive with the window

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication, QStyleFactory
@@ -79,3 +81,21 @@ def apply_theme(app: QApplication, choice: str) -> str:
     app.setPalette(dark_palette() if theme == "dark" else light_palette(app))
     _original["changed"] = True
     return theme
+
+
+def needs_work_at_start(app: QApplication, choice: str) -> bool:
+    """True when `choice` asks for a look the platform does not already give (so apply it before painting)."""
+    if choice != "system":
+        return True
+    own_dark = app.palette().color(QPalette.ColorRole.Window).lightness() < 128
+    return app.styleHints().colorScheme() == Qt.ColorScheme.Dark and not own_dark
+
+
+def follow_system(app: QApplication, choice: Callable[[], str]) -> None:
+    """Re-apply the theme whenever the system's colour scheme changes while `choice()` is 'system'."""
+
+    def changed(_scheme: object) -> None:
+        if choice() == "system":
+            apply_theme(app, "system")
+
+    app.styleHints().colorSchemeChanged.connect(changed)

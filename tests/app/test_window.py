@@ -279,6 +279,33 @@ def test_theme_switch_is_applied_and_remembered(window) -> None:
         window.set_theme("system")
 
 
+def test_system_theme_follows_a_scheme_change_while_running(window, monkeypatch) -> None:
+    """The system switches to dark while the window is open: 'system' follows, a forced 'light' stays light."""
+    from PySide6.QtCore import Qt
+
+    from app import theme
+
+    app = QApplication.instance()
+    choice = ["system"]
+    theme.follow_system(app, lambda: choice[0])
+    lightness = lambda: QApplication.palette().color(QApplication.palette().ColorRole.Window).lightness()  # noqa: E731
+    try:
+        monkeypatch.setattr(theme, "system_is_dark", lambda _app: True)
+        choice[0] = "light"
+        window.set_theme("light")
+        app.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Dark)
+        assert lightness() > 128
+        choice[0] = "system"
+        app.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Dark)
+        assert lightness() < 128
+        monkeypatch.setattr(theme, "system_is_dark", lambda _app: False)
+        app.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Light)
+        assert lightness() > 128
+    finally:
+        choice[0] = "off"
+        window.set_theme("system")
+
+
 def test_save_screenshot_of_each_tab(window, open_and_wait, tmp_path) -> None:
     fixture = safetensors_file(tmp_path)
     assert open_and_wait(window, fixture.path)[0]
