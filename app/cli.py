@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # command -> module with add_arguments(parser) and run(args) -> int
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -20,6 +21,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 EXIT_USER_ERROR = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (exit 2), not the whole usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help).\n")
 
 
 def _available_commands() -> dict[str, tuple[str, str]]:
@@ -36,7 +44,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     With `only`, just that command's module is imported: `inspect` then never pays for numpy and
     the runtime modules that `run` and `attribute` need.
     """
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="layerscope",
         description="LayerScope: see what is inside a neural-network checkpoint.",
         epilog="Without a command, `layerscope [PATH [PATH2]]` opens the window.",

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
-from analyzers.errors import LayerScopeError
+from analyzers.errors import LayerScopeError, sentence
 from analyzers.inputs import ModelInput, Preprocess, parse_input, parse_shape, sample_input
 from analyzers.runtime.devices import DEVICE_CHOICES
 from analyzers.tasks import drive
@@ -60,6 +61,12 @@ def _floats(text: str, name: str) -> tuple[float, ...]:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
         raise LayerScopeError(f"--{name} must be numbers separated by commas, e.g. 0.485,0.456,0.406.") from None
+
+
+def preprocess_changed(args: argparse.Namespace) -> bool:
+    """True when any image preprocessing option was given."""
+    return bool(args.size or args.channels or args.layout or args.scale is not None or args.mean or args.std
+                or args.invert)
 
 
 def preprocess_from(args: argparse.Namespace, live: Any) -> Preprocess:
@@ -117,6 +124,14 @@ def input_from_args(args: argparse.Namespace, live: Any) -> ModelInput:
                 raise LayerScopeError(f"--input {value}: {sample.id} has samples 0 to {len(sample.samples) - 1}.") \
                     from None
         inp = sample_input(sample, choice)
+        if sample.input.kind == "image" and preprocess_changed(args):  # the user's preprocessing, on the sample
+            from analyzers.inputs import image_input
+
+            path = Path(choice or sample.default_sample)
+            inp = image_input(path, preprocess_from(args, live))
+            if not live.hint.fits(inp.shape):
+                raise LayerScopeError(sentence(path, f"after preprocessing it has shape {inp.shape}, but the model "
+                                                     f"takes {live.hint.describe()}; adjust the size or channels"))
     else:
         inp = parse_input(value, live.hint, live.encoder, preprocess_from(args, live), args.seed, live.vocab_size())
     ensure_input_fits(live, inp)

@@ -26,7 +26,9 @@ SETTLE_MS = 400  # after loading, let charts and layouts finish before grabbing
 
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of the window."""
-    p = argparse.ArgumentParser(
+    from app.cli import OneLineParser
+
+    p = OneLineParser(
         prog="layerscope",
         description="Open a neural-network checkpoint and inspect it. Without PATH it opens the bundled "
                     "image CNN. Sub-commands (inspect, run, attribute) work without a window.",

@@ -7,8 +7,10 @@ know the architecture, or with --names-only, the tree is built from the tensor n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +95,38 @@ def stored_tensors(folder: Path) -> Steps[tuple[list[TensorInfo], list[Path], st
     return tensors, files, kind
 
 
+@contextlib.contextmanager
+def transformers_log() -> Iterator[list[str]]:
+    """transformers' warnings while inside, collected for the summary's notes instead of printed on stderr
+    (a config with special-token ids outside its vocabulary, say: worth a note, not a stray log line)."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    got: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage().strip()
+            if message and message not in got:
+                got.append(message)
+
+    keep = Keep(logging.WARNING)
+    level = hf_logging.get_verbosity()
+    once = getattr(logging.Logger.warning_once, "cache_clear", None)  # transformers says some things once a process
+    if once is not None:
+        once()
+    hf_logging.set_verbosity_warning()
+    hf_logging.disable_default_handler()
+    hf_logging.add_handler(keep)
+    try:
+        yield got
+    finally:
+        hf_logging.remove_handler(keep)
+        hf_logging.enable_default_handler()
+        hf_logging.set_verbosity(level)
+
+
 def build_meta_model(folder: Path, config_dict: dict[str, Any]) -> tuple[Any, str]:
     """The model class named by the config, instantiated on the meta device (offline)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -142,7 +176,9 @@ def open_hf_folder(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
     if config is not None and not options.names_only:
         yield Progress(0, 2, "Importing torch and transformers")
         try:
-            model, cls_name = build_meta_model(path, config)
+            with transformers_log() as said:
+                model, cls_name = build_meta_model(path, config)
+            notes.extend(f"transformers: {message}" for message in said)
         except (ValueError, KeyError, ImportError, AttributeError, OSError, TypeError, RuntimeError) as exc:
             arch = ", ".join(config.get("architectures") or []) or config.get("model_type", "?")
             notes.append(f"transformers does not know the architecture {arch} ({type(exc).__name__}); "

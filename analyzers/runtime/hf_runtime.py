@@ -16,25 +16,31 @@ from analyzers.errors import LayerScopeError
 from analyzers.inputs import InputHint, ModelInput, TextEncoder, qa_input, split_question
 
 
-def open_hf(folder: Path, entry: Any) -> tuple[Any, str, str, tuple[str, ...], InputHint, TextEncoder | None]:
-    """A Hugging Face folder with transformers, offline; the task from its architecture name."""
+def open_hf(folder: Path, entry: Any, notes: list[str] | None = None
+            ) -> tuple[Any, str, str, tuple[str, ...], InputHint, TextEncoder | None]:
+    """A Hugging Face folder with transformers, offline; the task from its architecture name.
+
+    What transformers warns about while loading goes to `notes` (shown with the result), not to stderr."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import transformers
     from transformers import AutoConfig, AutoModel
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # the CLI prints one report; the window shows its own progress
-    hf_logging.set_verbosity_error()
+    from analyzers.loaders.hf_folder import transformers_log
 
-    config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
-    cls = None
-    for name in getattr(config, "architectures", None) or []:
-        cls = getattr(transformers, name, None)
-        if cls is not None:
-            break
-    cls = cls or AutoModel
-    model = cls.from_pretrained(str(folder), local_files_only=True)
+    hf_logging.disable_progress_bar()  # the CLI prints one report; the window shows its own progress
+    with transformers_log() as said:
+        config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+        cls = None
+        for name in getattr(config, "architectures", None) or []:
+            cls = getattr(transformers, name, None)
+            if cls is not None:
+                break
+        cls = cls or AutoModel
+        model = cls.from_pretrained(str(folder), local_files_only=True)
+    if notes is not None:
+        notes.extend(f"transformers: {message}" for message in said)
     cls_name = type(model).__name__
     if "QuestionAnswering" in cls_name:
         task = "qa"
@@ -60,11 +66,18 @@ def open_hf(folder: Path, entry: Any) -> tuple[Any, str, str, tuple[str, ...], I
     return model, input_name, task, labels, hint, encoder
 
 
+# Files a Hugging Face tokenizer is read from; a folder with none of them has no tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt",
+                   "spiece.model", "tokenizer.model", "sentencepiece.bpe.model")
+
+
 def hf_tokenizer_encoder(folder: Path, task: str, max_len: int = 384) -> TextEncoder | None:
     """A TextEncoder from a Hugging Face folder's own tokenizer (offline), or None when it has none."""
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return None  # transformers would build an empty tokenizer from config.json alone: every text -> no ids
     from transformers import AutoTokenizer
 
     try:
@@ -88,6 +101,9 @@ def hf_tokenizer_encoder(folder: Path, task: str, max_len: int = 384) -> TextEnc
                              np.asarray([s == 1 for s in seq]), pad_id)
         enc = tok(text, truncation=True, max_length=max_len)
         ids = np.asarray(enc["input_ids"], dtype=np.int64)
+        if ids.size == 0:
+            raise LayerScopeError(f"{folder.name}: its tokenizer turns the text into no tokens; give the token ids "
+                                  "as a .npy array instead.")
         tokens = tok.convert_ids_to_tokens(enc["input_ids"])
         special = np.asarray(tok.get_special_tokens_mask(enc["input_ids"], already_has_special_tokens=True), bool)
         baseline = np.where(special, ids, pad_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -297,6 +298,9 @@ def open_keras(path: Path, options: LoadOptions, device: str = "auto") -> Steps[
 
     dev = resolve_tf_device(device)
     yield Progress(1, 3, f"Loading {path.name}")
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):  # Keras would say "File not found"
+        raise CorruptFile(sentence(path, "it is not a .keras archive (a zip file); the file is truncated or "
+                                         "corrupted"))
     try:
         model = keras.saving.load_model(str(path), compile=False, safe_mode=not options.trust)
     except ValueError as exc:

@@ -454,7 +454,7 @@ def open_torch(path: Path, options: LoadOptions, device: str = "auto") -> Steps[
     elif path.is_dir():
         from analyzers.runtime.hf_runtime import open_hf
 
-        module, input_name, task, hf_labels, hint, encoder = open_hf(path, entry)
+        module, input_name, task, hf_labels, hint, encoder = open_hf(path, entry, notes)
         labels = labels or hf_labels
         fmt = "hf"
     elif zipfile.is_zipfile(path) and _zip_kind(path) == "script":

@@ -91,3 +91,25 @@ def test_unknown_architecture_falls_back_to_name_tree(tmp_path: Path, llama_dir)
     summary = open_summary(tmp_path)
     assert summary.totals.params == model.num_parameters()
     assert any("does not know" in n and "MysteryNetForCausalLM" in n for n in summary.notes)
+
+
+def test_transformers_warnings_become_notes_not_stderr(tmp_path: Path) -> None:
+    """A config whose special-token ids lie outside its vocabulary: transformers warns; the user reads it in the
+    summary's notes (inspect and run), and stderr stays clean."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from tests.cli_helpers import run_cli
+
+    config = GPT2Config(vocab_size=100, n_embd=16, n_layer=1, n_head=2, n_positions=32)  # bos/eos stay 50256
+    GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")
+    for _ in range(2):  # transformers says it once a process; each open still gets its note
+        summary = open_summary(tmp_path / "gpt2")
+        assert any("bos_token_id" in note and "50256" in note for note in summary.notes), summary.notes
+    res = run_cli("inspect", str(tmp_path / "gpt2"))
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    assert "Note: transformers: Model config: bos_token_id" in res.stdout
+    res = run_cli("run", str(tmp_path / "gpt2"), "--input", "random:8", "--runs", "1")
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    assert "note:     transformers: Model config: eos_token_id" in res.stdout
+    res = run_cli("run", str(tmp_path / "gpt2"), "--input", "hello world")  # no tokenizer files in the folder
+    assert res.returncode == 2 and "no tokenizer or vocabulary" in res.stderr, res.stderr

@@ -14,7 +14,7 @@ keras = pytest.importorskip("keras")
 torch = pytest.importorskip("torch")
 
 from analyzers.attribution import DEFAULT_IG_STEPS, AttributionRequest, attribute, compute  # noqa: E402
-from analyzers.errors import LayerScopeError  # noqa: E402
+from analyzers.errors import CorruptFile, LayerScopeError  # noqa: E402
 from analyzers.inputs import ModelInput  # noqa: E402
 from analyzers.loaders import LoadOptions  # noqa: E402
 from analyzers.runtime import load_live_model  # noqa: E402
@@ -182,6 +182,14 @@ def test_keras_cuda_request_without_gpu_is_one_sentence(twins):
         pytest.skip("TensorFlow sees a GPU here")
     with pytest.raises(LayerScopeError, match="no GPU"):
         resolve_tf_device("cuda")
+
+
+def test_a_truncated_keras_file_is_one_sentence_naming_it(twins, tmp_path):
+    live = twins[0]
+    cut = tmp_path / "cut.keras"
+    cut.write_bytes(live.path.read_bytes()[:200])
+    with pytest.raises(CorruptFile, match=r"^cut\.keras: it is not a \.keras archive"):
+        load_live_model(cut, LoadOptions(), "cpu")
 
 
 # --- the bundled zoo models --------------------------------------------------------------------

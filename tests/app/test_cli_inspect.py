@@ -123,3 +123,12 @@ def test_bad_option_values(cnn_file) -> None:
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
     res = run_cli("inspect", str(path), "--arch", "x:Y", "--arch-kwargs", "{bad")
     assert res.returncode == 2 and "--arch-kwargs" in res.stderr
+
+
+@pytest.mark.parametrize("args", [["inspect", "x.pt", "--seq-len", "abc"], ["inspect", "x.pt", "--json", "--table"],
+                                  ["run", "x.pt", "--top-k"], ["--tab"]])
+def test_a_bad_command_line_is_one_line_and_exit_2(args) -> None:
+    res = run_cli(*args)
+    assert res.returncode == 2
+    assert res.stdout == "" and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "error: argument" in res.stderr and "--help" in res.stderr

@@ -168,3 +168,12 @@ def test_a_truncated_safetensors_names_the_file(files, capsys, tmp_path):
     assert code == 2 and out == ""
     assert err.startswith("layerscope: error: cut.safetensors: ") and "unexpected" not in err and len(
         err.strip().splitlines()) == 1, err
+
+
+def test_preprocessing_options_apply_to_a_bundled_sample(capsys):
+    """--size on a bundled model's own sample is used, not silently dropped for the manifest's."""
+    code, out, err = cli(capsys, "run", "assets/models/digits_cnn_torch.pt", "--size", "10x10")
+    assert code == 2 and "digit_3.png: after preprocessing it has shape (1, 10, 10)" in err, err
+    code, out, err = cli(capsys, "run", "assets/models/digits_cnn_torch.pt", "--size", "28x28", "--json")
+    assert code == 0, err
+    assert json.loads(out)["input"]["shape"] == [1, 28, 28]
