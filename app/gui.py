@@ -152,15 +152,14 @@ def main(argv: list[str]) -> int:
 
     settings = Settings()
     theme = args.theme or settings.theme()
-    from app.theme import apply_theme, follow_system, needs_work_at_start
+    if theme != "system":  # a forced theme before the first paint; the platform's own look needs no work
+        from app.theme import apply_theme
 
-    if needs_work_at_start(app, theme):  # the platform's own look needs no work before the first paint
         apply_theme(app, theme)
     screenshot = args.screenshot is not None
     window = MainWindow(settings, isolated_loading=not args.in_process, interactive=not screenshot,
                         defer_panes=True)
     window.theme_choice = theme
-    follow_system(app, lambda: window.theme_choice)
     paths = [Path(p).expanduser() for p in args.paths]
     report: dict[str, object] = {}
     features: list[object] = []  # keeps the feature controllers alive with the window
@@ -173,6 +172,12 @@ def main(argv: list[str]) -> int:
             print(json.dumps(report), flush=True)
             app.exit(0)
             return
+        # After the first paint: asking Qt for the colour scheme builds its Qt namespace (~50 ms).
+        from app.theme import apply_theme, follow_system, needs_work_at_start
+
+        if window.theme_choice == "system" and needs_work_at_start(app, "system"):  # dark system, light palette
+            apply_theme(app, window.theme_choice)
+        follow_system(app, lambda: window.theme_choice)
         from analyzers.loaders import LoadOptions
 
         if not args.no_features:

@@ -7,6 +7,8 @@ result is shown from data prepared off the GUI thread.
 
 from __future__ import annotations
 
+import importlib
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -33,6 +35,20 @@ if TYPE_CHECKING:  # imported when first needed, so that the window paints soone
 
 LOAD_LABEL = "Loading model"
 TAB_TITLES = ("Overview", "Memory", "Graph")
+
+
+# What the chart and graph tabs import (pyqtgraph, QtWebEngine: ~0.6 s), imported off the GUI thread.
+VIEW_MODULES = ("pyqtgraph", "widgets.charts", "widgets.overview", "widgets.memory_view", "widgets.graph_view",
+                "app.graph_controller", "app.netron_service")
+
+
+def import_view_modules() -> None:
+    """Import VIEW_MODULES; a failure is left for ensure_views to meet (and report) on the GUI thread."""
+    for name in VIEW_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - reported where the module is used
+            return
 
 
 class MainWindow(QMainWindow):
@@ -63,6 +79,7 @@ class MainWindow(QMainWindow):
         self.theme_choice = self.settings.theme()
         self.overview = self.memory_view = self.graph_view = self.graph = None
         self._painted = False
+        self._prewarm: threading.Thread | None = None  # imports the chart/graph modules beside the event loop
         self._closed = False
         self._stale: set[str] = set()  # tabs that have not been given the current model yet
         self._load_job: int | None = None
@@ -338,7 +355,9 @@ class MainWindow(QMainWindow):
         if loaded is None:
             self.inspector.set_layer(None, None)
         if self.overview is None:
-            self.ensure_views()
+            if self._prewarm is None or not self._prewarm.is_alive():
+                self.ensure_views()
+            # else: _views_when_imported builds the views and hands them this model
         else:
             self._fill_views(loaded)
         self.modelChanged.emit(self.current_summary)
@@ -425,7 +444,22 @@ class MainWindow(QMainWindow):
             return
         self.ensure_panes()
         self.firstPainted.emit()
-        QTimer.singleShot(0, self.ensure_views)
+        if self.overview is None and self._prewarm is None:
+            self._prewarm = threading.Thread(target=import_view_modules, name="layerscope-views", daemon=True)
+            self._prewarm.start()
+        QTimer.singleShot(0, self._views_when_imported)
+
+    def _views_when_imported(self) -> None:
+        """Build the chart and graph tabs once a helper thread has imported their modules.
+
+        Importing pyqtgraph and QtWebEngine on the GUI thread froze the window for 0.6-1 s right after
+        it appeared; imported beside the event loop, the longest pause is the widgets' construction."""
+        if self._closed or self.overview is not None:
+            return
+        if self._prewarm is not None and self._prewarm.is_alive():
+            QTimer.singleShot(15, self._views_when_imported)
+            return
+        self.ensure_views()
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt's name
         """Accept local files and folders."""

@@ -84,7 +84,7 @@ def apply_theme(app: QApplication, choice: str) -> str:
 
 
 def needs_work_at_start(app: QApplication, choice: str) -> bool:
-    """True when `choice` asks for a look the platform does not already give (so apply it before painting)."""
+    """True when `choice` asks for a look the platform does not already give (so it must be applied)."""
     if choice != "system":
         return True
     own_dark = app.palette().color(QPalette.ColorRole.Window).lightness() < 128

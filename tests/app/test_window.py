@@ -358,3 +358,24 @@ def test_add_tab_and_close_model(window, open_and_wait, tmp_path) -> None:
     assert open_and_wait(window, fixture.path)[0]
     window.close_model()
     assert changed[0].totals.params == fixture.params and changed[-1] is None
+
+
+def test_the_tab_modules_are_imported_off_the_gui_thread(make_window, qtbot, tmp_path, monkeypatch) -> None:
+    """pyqtgraph and QtWebEngine (~0.6 s) are imported by a helper thread after the first paint, so the window
+    answers while they load; the tabs are built once they are in."""
+    import sys
+    import threading
+
+    from app import main_window
+
+    (tmp_path / "layerscope_probe_views.py").write_text(
+        "import threading\nIMPORTED_IN = threading.current_thread().name\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(main_window, "VIEW_MODULES", (*main_window.VIEW_MODULES, "layerscope_probe_views"))
+    monkeypatch.delitem(sys.modules, "layerscope_probe_views", raising=False)
+    window = make_window(defer_panes=True)
+    window.show()
+    qtbot.waitUntil(lambda: window.overview is not None, timeout=30_000)
+    probe = sys.modules["layerscope_probe_views"]
+    assert probe.IMPORTED_IN == "layerscope-views" != threading.main_thread().name
+    assert window.memory_view is not None and window.graph_view is not None
