@@ -177,7 +177,7 @@ def format_attribution(live: Any, result: Any, timing: Any, sanity: Any, args: a
                      f"(|map|), {sanity.spearman_signed:.3f} (signed). {sanity.verdict}")
     if result.tokens:
         pairs = sorted(zip(result.tokens, result.map.tolist()), key=lambda p: -abs(p[1]))[:8]
-        lines.append("tokens:   " + ", ".join(f"{t} {s:+.3f}" for t, s in pairs))
+        lines.append("tokens:   " + ", ".join(f"{t} {s:+.4g}" for t, s in pairs))  # tiny scores keep their digits
     if args.out:
         lines.append(f"saved:    {args.out}")
     if args.png:
