@@ -114,6 +114,7 @@ class ModelInput:
     offsets: tuple[tuple[int, int], ...] = ()  # qa: character span of each token
     context_mask: np.ndarray | None = None  # qa: True where an answer may start
     preprocess: Preprocess | None = None
+    notes: tuple[str, ...] = ()  # what the user should know about how the input was prepared (e.g. truncated)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -126,6 +127,7 @@ class ModelInput:
                                "dtype": str(self.array.dtype)}
         if self.tokens:
             out["tokens"] = list(self.tokens)
+        out["notes"] = list(self.notes)
         return out
 
 
@@ -257,6 +259,13 @@ def npy_input(path: Path | str, hint: InputHint | None = None) -> ModelInput:
 # Text
 
 
+def truncation_notes(total: int, kept: int) -> tuple[str, ...]:
+    """A note when a text had more tokens than the model reads."""
+    if total <= kept:
+        return ()
+    return (f"The text has {total} tokens; the model reads the first {kept}, the rest is left out.",)
+
+
 def vocab_encoder(spec: Any) -> TextEncoder:
     """A TextEncoder for a sample model with a one-word-per-line vocabulary (analyzers.samples)."""
     from analyzers import samples
@@ -267,8 +276,9 @@ def vocab_encoder(spec: Any) -> TextEncoder:
         ids, tokens = samples.encode_text(text, spec)
         ids = np.asarray(ids)
         baseline = np.full_like(ids, spec.pad_id)
+        total = len(samples.tokenize(text, spec.lowercase))
         return ModelInput("text", ids[None], "text", layout="tokens", tokens=tuple(tokens), baseline_ids=baseline[None],
-                          text=text)
+                          text=text, notes=truncation_notes(total, len(tokens)))
 
     return encode
 

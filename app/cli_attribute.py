@@ -161,6 +161,7 @@ def format_attribution(live: Any, result: Any, timing: Any, sanity: Any, args: a
     params = ", ".join(f"{k}={v}" for k, v in result.parameters.items())
     lines = [f"model:    {live.path.name} ({live.framework}, {live.format}) on {result.device}",
              f"input:    {result.input.source} {list(result.input.shape)}",
+             *(f"note:     {note}" for note in result.input.notes),
              *format_prediction(result.prediction),
              f"method:   {METHODS[result.method].title} ({params})",
              f"target:   {result.target} ({result.target_label})",

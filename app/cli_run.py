@@ -191,6 +191,7 @@ def format_run(live: Any, inp: ModelInput, result: Any) -> str:
 
     lines = [f"model:    {live.path.name} ({live.framework}, {live.format})",
              f"input:    {inp.source} {list(inp.shape)} {inp.array.dtype}",
+             *(f"note:     {note}" for note in inp.notes),
              f"device:   {result.device}",
              *format_prediction(result.prediction),
              f"latency:  {t.median_ms:.3f} ms median of {t.runs} runs after {t.warmup} warm-up "

@@ -339,7 +339,7 @@ class RunController(QObject):
         live = yield from self._ensure_live(path, options, settings.device)
         inp = self._input(live, settings.input)
         result = yield from live.run(inp, settings.top_k, 2, settings.runs, token)
-        return RunOutcome(result, live.layers(), live.default_layer(), live.labels, list(live.notes))
+        return RunOutcome(result, live.layers(), live.default_layer(), live.labels, [*live.notes, *inp.notes])
 
     def _attribute_steps(self, path: Path, options: LoadOptions, settings: AttributeSettings, token: CancelToken
                          ) -> Steps[AttributeOutcome]:

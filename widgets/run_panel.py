@@ -469,7 +469,7 @@ class RunPanel(QWidget):
                    f"{a.seconds:.2f} s, {a.forwards} forward passes.")
         if a.delta is not None:
             caption += f" Convergence δ = {a.delta:.3g}."
-        caption = " ".join((caption, *a.notes))
+        caption = " ".join((caption, *a.notes, *a.input.notes))
         if a.completeness is not None:
             self.sanity_label.setText(completeness_sentence(a))
         if a.tokens:

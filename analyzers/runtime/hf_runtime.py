@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from analyzers.errors import LayerScopeError
-from analyzers.inputs import InputHint, ModelInput, TextEncoder, qa_input, split_question
+from analyzers.inputs import InputHint, ModelInput, TextEncoder, qa_input, split_question, truncation_notes
 
 
 def open_hf(folder: Path, entry: Any, notes: list[str] | None = None
@@ -109,7 +109,8 @@ def hf_tokenizer_encoder(folder: Path, task: str, max_len: int = 384) -> TextEnc
         baseline = np.where(special, ids, pad_id)
         extras = {k: np.asarray(v, dtype=np.int64)[None] for k, v in enc.items()
                   if k in ("attention_mask", "token_type_ids")}
+        total = len(tok(text, truncation=False)["input_ids"])
         return ModelInput("text", ids[None], "text", layout="tokens", tokens=tuple(tokens), extras=extras,
-                          baseline_ids=baseline[None], text=text)
+                          baseline_ids=baseline[None], text=text, notes=truncation_notes(total, int(ids.size)))
 
     return encode

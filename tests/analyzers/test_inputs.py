@@ -48,3 +48,14 @@ def test_a_text_file_for_an_image_model_names_the_file(tmp_path) -> None:
     with pytest.raises(LayerScopeError, match=r"note\.md: it is neither an image nor a \.npy array, and this "
                                               r"model takes images"):
         parse_input(str(note), IMAGE)
+
+
+def test_a_text_longer_than_the_model_reads_says_so() -> None:
+    from analyzers.inputs import vocab_encoder
+    from analyzers.samples import sample_model
+
+    spec = sample_model("text_cnn_keras").input
+    long = vocab_encoder(spec)(" ".join(["the film was brilliant"] * 20))  # 80 words
+    assert len(long.tokens) == spec.max_len
+    assert long.notes == (f"The text has 80 tokens; the model reads the first {spec.max_len}, the rest is left out.",)
+    assert vocab_encoder(spec)("the film was brilliant").notes == ()
