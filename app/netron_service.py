@@ -92,6 +92,26 @@ OFFLINE_SHIM = r"""// LayerScope: keep Netron's viewer offline (no consent scree
             return fetch(input, init);
         };
     }
+    // The window's theme, not the system's: Netron styles its dark look under
+    // `@media (prefers-color-scheme: dark)`; LayerScope switches those rules on ('all') or off.
+    var darkRules = null;
+    window.__layerscope_theme__ = function (dark) {
+        if (darkRules === null) {
+            darkRules = [];
+            for (var s = 0; s < document.styleSheets.length; s++) {
+                var rules;
+                try { rules = document.styleSheets[s].cssRules; } catch (e) { continue; }
+                for (var r = 0; r < rules.length; r++) {
+                    var media = rules[r].media;
+                    if (media && /prefers-color-scheme:\s*dark/.test(media.mediaText)) {
+                        darkRules.push(rules[r]);
+                    }
+                }
+            }
+        }
+        darkRules.forEach(function (rule) { rule.media.mediaText = dark ? 'all' : 'not all'; });
+        return darkRules.length;
+    };
 })();
 """
 

@@ -14,7 +14,8 @@ import json
 import time
 from collections.abc import Callable
 
-from PySide6.QtCore import QCoreApplication, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -400,4 +401,22 @@ class GraphView(QWidget):
         self._poll.stop()
         self._bar_button.setVisible(True)
         self._stack.setCurrentWidget(self._graph_page)
+        self.apply_theme()
         self._set_state("graph")
+
+    def is_dark(self) -> bool:
+        """True when the window's palette is dark (the theme the graph follows)."""
+        return self.palette().color(QPalette.ColorRole.Window).lightness() < 128
+
+    def apply_theme(self) -> None:
+        """Netron's page in the window's theme (its dark rules switched on or off by the page's shim)."""
+        if self._web is not None and self._state in ("graph", "loading"):
+            dark = "true" if self.is_dark() else "false"
+            self._web.page().runJavaScript(f"window.__layerscope_theme__ && window.__layerscope_theme__({dark})", 0,
+                                           lambda _result: None)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Follow the window's theme switches."""
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:
+            self.apply_theme()

@@ -197,3 +197,44 @@ def test_without_web_engine_the_tab_offers_the_browser(qtbot) -> None:
     assert view.web_view() is None
     with qtbot.waitSignal(view.openInBrowserRequested, timeout=1000):
         view._browser_button.click()
+
+
+@needs_web_engine
+def test_the_graph_follows_the_window_theme(qtbot, tmp_path: Path) -> None:
+    """Netron's page turns dark with a dark window palette and light again, whatever the system prefers."""
+    from PySide6.QtGui import QColor, QPalette
+
+    path = tmp_path / "cnn.safetensors"
+    save_file(TinyCNN().state_dict(), str(path))
+    from analyzers.loaders import open_model
+    from analyzers.tasks import drive
+
+    standin = make_standin(drive(open_model(path)), tmp_path / "out", max_original_bytes=0)
+    server = serve(standin.path, options={"names": True})
+    view = GraphView()
+    qtbot.addWidget(view)
+    view.resize(900, 700)
+    view.show()
+
+    def background() -> int:
+        box: list = []
+        view.run_javascript("getComputedStyle(document.body).backgroundColor", box.append)
+        qtbot.waitUntil(lambda: bool(box), timeout=10_000)
+        red, green, blue = (int(v) for v in str(box[0]).split("(")[1].split(")")[0].split(",")[:3])
+        return (red + green + blue) // 3
+
+    try:
+        view.set_url(server.url)
+        wait_for_graph(qtbot, view)
+        assert background() > 128
+        dark = QPalette(view.palette())
+        dark.setColor(QPalette.ColorRole.Window, QColor(40, 40, 40))
+        view.setPalette(dark)
+        qtbot.waitUntil(lambda: background() < 128, timeout=10_000)
+        light = QPalette(view.palette())
+        light.setColor(QPalette.ColorRole.Window, QColor(240, 240, 240))
+        view.setPalette(light)
+        qtbot.waitUntil(lambda: background() > 128, timeout=10_000)
+    finally:
+        server.stop()
+        view.release_web()
