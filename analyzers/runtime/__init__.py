@@ -313,7 +313,7 @@ def summarise_outputs(outputs: Mapping[str, np.ndarray], labels: tuple[str, ...]
     row = main.reshape(main.shape[0], -1)[0].astype(np.float64) if main.ndim else main.reshape(1).astype(np.float64)
     stats = OutputStats(tuple(int(d) for d in main.shape[1:]), float(row.min()), float(row.max()),
                         float(row.mean()), float(row.std()))
-    classifier = main.ndim == 2 and (bool(labels) or "classif" in task or main.shape[1] <= 1000)
+    classifier = main.ndim == 2 and (bool(labels) or "classif" in task or task == "causal-lm" or main.shape[1] <= 1000)
     if not classifier or task.startswith("generat"):
         order = np.argsort(-np.abs(row))[:top_k]
         top = tuple(ClassScore(int(i), "", float("nan"), float(row[i])) for i in order)

@@ -44,6 +44,8 @@ def open_hf(folder: Path, entry: Any, notes: list[str] | None = None
     cls_name = type(model).__name__
     if "QuestionAnswering" in cls_name:
         task = "qa"
+    elif "CausalLM" in cls_name or "LMHeadModel" in cls_name:
+        task = CAUSAL_LM
     elif "SequenceClassification" in cls_name or "ImageClassification" in cls_name:
         task = "classify"
     else:
@@ -63,8 +65,14 @@ def open_hf(folder: Path, entry: Any, notes: list[str] | None = None
     encoder = None
     if entry is None:
         encoder = hf_tokenizer_encoder(folder, task, int(getattr(config, "max_position_embeddings", 512) or 512))
+    tokenizer = getattr(encoder, "tokenizer", None)
+    if task == CAUSAL_LM and tokenizer is not None:  # the next token's classes are the vocabulary's tokens
+        labels = tuple(str(t) for t in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
     return model, input_name, task, labels, hint, encoder
 
+
+# A decoder language model: its prediction is the next token (the logits at the last position).
+CAUSAL_LM = "causal-lm"
 
 # Files a Hugging Face tokenizer is read from; a folder with none of them has no tokenizer.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt",
@@ -113,4 +121,5 @@ def hf_tokenizer_encoder(folder: Path, task: str, max_len: int = 384) -> TextEnc
         return ModelInput("text", ids[None], "text", layout="tokens", tokens=tuple(tokens), extras=extras,
                           baseline_ids=baseline[None], text=text, notes=truncation_notes(total, int(ids.size)))
 
+    encode.tokenizer = tok  # type: ignore[attr-defined]  # the vocabulary, for a language model's labels
     return encode

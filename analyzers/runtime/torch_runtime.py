@@ -201,6 +201,8 @@ class TorchLiveModel(LiveModel):
             return {"start_logits": start, "end_logits": end}
         logits = getattr(out, "logits", None)
         if isinstance(logits, torch.Tensor):
+            if self.task == "causal-lm" and logits.ndim == 3:  # the next token: the last position's logits
+                return {"logits": logits[:, -1, :]}
             return {"logits": logits}
         values = list(out.values()) if isinstance(out, Mapping) else list(out) if isinstance(out, list | tuple) else []
         for v in values:

@@ -78,3 +78,35 @@ def test_classification_folder_labels_come_from_the_config(tmp_path):
     pred = live.predict(inp, 2)
     assert pred.top[0].label == ("negative", "positive")[int(logits.argmax())]
     assert live.embedding_layer() == "bert.embeddings.word_embeddings"
+
+
+def test_a_causal_lm_predicts_the_next_token_and_attributes_it(tmp_path):
+    """A decoder LM's prediction is the next token: softmax of the last position's logits, labelled with the
+    tokenizer's vocabulary; IG explains that token's logit over the prompt's tokens."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path / "tiny-llama"
+    folder.mkdir()
+    words = Tokenizer(models.WordLevel({w: i for i, w in enumerate(VOCAB)}, unk_token="[UNK]"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=words, unk_token="[UNK]", pad_token="[PAD]").save_pretrained(folder)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(VOCAB), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64, pad_token_id=0,
+                      bos_token_id=2, eos_token_id=3)
+    model = LlamaForCausalLM(cfg).eval()
+    model.save_pretrained(folder)
+    live = load_live_model(folder, LoadOptions(), "cpu")
+    inp = live.encoder("what is the capital of france ?")
+    assert inp.tokens == ("what", "is", "the", "capital", "of", "france", "?")
+    pred = live.predict(inp, 3)
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.from_numpy(inp.array)).logits[0, -1], -1).numpy()
+    order = np.argsort(-probs)[:3]
+    assert pred.kind == "classes" and [c.index for c in pred.top] == list(order)
+    assert [c.label for c in pred.top] == [VOCAB[i] for i in order]
+    assert pred.top[0].probability == pytest.approx(float(probs[order[0]]), rel=1e-5)
+    ig = compute(live, inp, AttributionRequest("ig"))
+    assert ig.target == int(order[0]) and ig.target_label == VOCAB[order[0]]
+    assert ig.map.shape == (len(inp.tokens),) and ig.completeness.relative < 0.01
