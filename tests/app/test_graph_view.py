@@ -42,6 +42,24 @@ def onnx_file(tmp_path: Path) -> tuple[Path, list[str]]:
     return path, [n.op_type for n in onnx.load(str(path)).graph.node]
 
 
+def shown_view(qtbot, width: int = 900, height: int = 700) -> GraphView:
+    view = GraphView()
+    qtbot.addWidget(view)
+    view.resize(width, height)
+    view.show()
+    return view
+
+
+def safetensors_standin(tmp_path: Path):
+    """TinyCNN's state_dict as safetensors, and its weights-free stand-in for Netron."""
+    from analyzers.loaders import open_model
+    from analyzers.tasks import drive
+
+    path = tmp_path / "cnn.safetensors"
+    save_file(TinyCNN().state_dict(), str(path))
+    return make_standin(drive(open_model(path)), tmp_path / "out", max_original_bytes=0)
+
+
 def wait_for_graph(qtbot, view: GraphView, timeout_ms: int = 90_000) -> None:
     qtbot.waitUntil(lambda: view.state in ("graph", "error", "message"), timeout=timeout_ms)
     assert view.state == "graph", view.message
@@ -70,10 +88,7 @@ def test_onnx_standin_is_drawn_offline_without_consent(qtbot, tmp_path: Path) ->
                            max_original_bytes=0)
     assert standin.kind == "standin"
     server = serve(standin.path, path.name)
-    view = GraphView()
-    qtbot.addWidget(view)
-    view.resize(1000, 760)
-    view.show()
+    view = shown_view(qtbot, 1000, 760)
     try:
         view.set_note(standin.reason)
         with qtbot.waitSignal(view.stateChanged, timeout=10_000):
@@ -102,18 +117,10 @@ def test_onnx_standin_is_drawn_offline_without_consent(qtbot, tmp_path: Path) ->
 
 @needs_web_engine
 def test_safetensors_standin_is_drawn(qtbot, tmp_path: Path) -> None:
-    path = tmp_path / "cnn.safetensors"
-    save_file(TinyCNN().state_dict(), str(path))
-    from analyzers.loaders import open_model
-    from analyzers.tasks import drive
-
-    standin = make_standin(drive(open_model(path)), tmp_path / "out", max_original_bytes=0)
+    standin = safetensors_standin(tmp_path)
     assert standin.show_names
     server = serve(standin.path, options={"names": True})
-    view = GraphView()
-    qtbot.addWidget(view)
-    view.resize(900, 700)
-    view.show()
+    view = shown_view(qtbot)
     try:
         view.set_url(server.url)
         wait_for_graph(qtbot, view)
@@ -139,10 +146,7 @@ def test_without_the_shim_consent_shows_and_the_interceptor_blocks(qtbot, tmp_pa
     path = tmp_path / "cnn.safetensors"
     save_file(TinyCNN().state_dict(), str(path))
     server = serve(path)
-    view = GraphView()
-    qtbot.addWidget(view)
-    view.resize(900, 700)
-    view.show()
+    view = shown_view(qtbot)
     try:
         view.set_url(server.url)
         qtbot.waitUntil(lambda: "cookies" in page_dom(qtbot, view).get("message", ""), timeout=60_000)
@@ -204,17 +208,8 @@ def test_the_graph_follows_the_window_theme(qtbot, tmp_path: Path) -> None:
     """Netron's page turns dark with a dark window palette and light again, whatever the system prefers."""
     from PySide6.QtGui import QColor, QPalette
 
-    path = tmp_path / "cnn.safetensors"
-    save_file(TinyCNN().state_dict(), str(path))
-    from analyzers.loaders import open_model
-    from analyzers.tasks import drive
-
-    standin = make_standin(drive(open_model(path)), tmp_path / "out", max_original_bytes=0)
-    server = serve(standin.path, options={"names": True})
-    view = GraphView()
-    qtbot.addWidget(view)
-    view.resize(900, 700)
-    view.show()
+    server = serve(safetensors_standin(tmp_path).path, options={"names": True})
+    view = shown_view(qtbot)
 
     def background() -> int:
         box: list = []
