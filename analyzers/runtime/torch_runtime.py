@@ -268,7 +268,7 @@ class TorchLiveModel(LiveModel):
         if callable(get):
             try:
                 emb = get()
-            except (RuntimeError, AttributeError):  # HF raises NotImplementedError (a RuntimeError) without one
+            except (RuntimeError, AttributeError):  # a HF model without an input embedding raises (a RuntimeError kind)
                 emb = None
             for name, m in self.module.named_modules():
                 if emb is not None and m is emb:

@@ -10,21 +10,14 @@ import numpy as np
 import pytest
 
 from analyzers.attribution import DEFAULT_IG_STEPS, AttributionRequest, compute, token_mass
-from analyzers.errors import LayerScopeError
 from analyzers.inputs import parse_input, sample_input
 from analyzers.loaders import LoadOptions
 from analyzers.runtime import load_live_model
+from tests.zoo_helpers import zoo_or_skip
 
 
 def zoo(model_id: str):
-    from analyzers import samples
-
-    try:
-        entry = samples.sample_model(model_id)
-    except LayerScopeError as exc:
-        pytest.skip(f"sample zoo not built: {exc}")
-    if not entry.file.exists():
-        pytest.skip(f"{entry.file.name} not built")
+    entry = zoo_or_skip(model_id)
     return entry, load_live_model(entry.file, LoadOptions(), "cpu")
 
 

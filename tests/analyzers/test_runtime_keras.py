@@ -19,6 +19,7 @@ from analyzers.inputs import ModelInput  # noqa: E402
 from analyzers.loaders import LoadOptions  # noqa: E402
 from analyzers.runtime import load_live_model  # noqa: E402
 from analyzers.tasks import Cancelled, CancelToken, drive  # noqa: E402
+from tests.zoo_helpers import zoo_or_skip  # noqa: E402
 
 TARGET = 1
 
@@ -193,17 +194,6 @@ def test_a_truncated_keras_file_is_one_sentence_naming_it(twins, tmp_path):
 
 
 # --- the bundled zoo models --------------------------------------------------------------------
-
-
-def zoo_or_skip(model_id: str):
-    samples = pytest.importorskip("analyzers.samples")
-    try:
-        entry = samples.sample_model(model_id)
-    except LayerScopeError as exc:
-        pytest.skip(f"sample zoo not built: {exc}")
-    if not entry.file.exists():
-        pytest.skip(f"{entry.file.name} not built")
-    return entry
 
 
 def test_zoo_keras_cnn_ig_completeness_within_one_percent_at_default_steps():
