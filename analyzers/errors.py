@@ -33,7 +33,18 @@ class ArchitectureError(LayerScopeError):
     """An --arch spec could not be imported, instantiated or matched to the weights."""
 
 
+def printable(text: object, limit: int | None = None) -> str:
+    """Text from a file made safe for one message line: control characters (a newline in a tensor name
+    could forge a second `layerscope: error:` line) escaped, and capped at `limit` characters."""
+    raw = str(text)
+    out = raw if raw.isprintable() else "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                                                 for c in raw)
+    if limit is not None and len(out) > limit:
+        out = out[: limit - 1] + "…"
+    return out
+
+
 def sentence(path: Path | str, problem: str) -> str:
     """Format the one-sentence message every loader error uses: `<file>: <problem>.`"""
-    text = problem.strip().rstrip(".")
-    return f"{Path(path).name}: {text}."
+    text = printable(problem.strip().rstrip("."))
+    return f"{printable(Path(path).name, 200)}: {text}."

@@ -1,0 +1,173 @@
+"""Every file is hostile until trusted: size-checked reads, regular files only, zip members checked.
+
+What each loader shares before it parses anything: a path must be a regular file (a named pipe
+hangs a reader, `/dev/zero` never ends), a size is checked against a limit before a byte is read,
+and a zip archive's directory is checked as a whole — two members with one name (which one did a
+reader take?), names that differ only in case (a reader that looks names up case-insensitively
+takes the other), absolute or `..` names (zip-slip), and members that inflate past a limit.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import zipfile
+from collections import Counter
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from analyzers.errors import CorruptFile, UnsupportedFile, printable, sentence
+
+MiB = 1 << 20
+GiB = 1 << 30
+METADATA_LIMIT = 64 * MiB  # JSON configs, headers, pickled state_dict records
+PICKLE_LIMIT = 512 * MiB  # a data.pkl describes tensors; its data lives in other members
+MAX_NAME_CHARS = 4096  # a tensor or layer name longer than this is not a real one
+
+
+def display_name(text: object, limit: int = 120) -> str:
+    """A name from a file, safe to put in a one-line message: control characters escaped, length capped."""
+    return printable(text, limit)
+
+
+def regular_file(path: Path) -> os.stat_result:
+    """The stat of `path` (links followed) when it is a regular file; one sentence otherwise.
+
+    A FIFO, a character or block device or a socket is refused before it is opened: opening a FIFO
+    blocks until a writer comes, and a device such as /dev/zero never reaches its end."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise UnsupportedFile(sentence(path, "no such file or folder")) from None
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP: a symlink to itself
+            raise CorruptFile(sentence(path, "it is a symbolic link that points back to itself")) from None
+        raise UnsupportedFile(sentence(path, f"it cannot be read ({exc.strerror or exc})")) from None
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        return st
+    if stat.S_ISDIR(mode):
+        raise UnsupportedFile(sentence(path, "it is a folder, not a file"))
+    kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    raise UnsupportedFile(sentence(path, f"it is {kind}, not a model file; LayerScope reads only regular files"))
+
+
+def read_capped(path: Path, limit: int = METADATA_LIMIT, what: str = "it") -> bytes:
+    """The whole of a small regular file, refused when it is larger than `limit` (checked before reading)."""
+    st = regular_file(path)
+    if st.st_size > limit:
+        raise CorruptFile(sentence(path, f"{what} is {st.st_size:,} bytes, more than the {limit:,} LayerScope "
+                                         "reads for a file of this kind"))
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:  # the file grew while being read
+        raise CorruptFile(sentence(path, f"{what} is larger than the {limit:,} bytes LayerScope reads"))
+    return data
+
+
+def read_text_capped(path: Path, limit: int = METADATA_LIMIT, what: str = "it") -> str:
+    """`read_capped` decoded as UTF-8; one sentence when it is not text."""
+    try:
+        return read_capped(path, limit, what).decode("utf-8")
+    except UnicodeDecodeError:
+        raise CorruptFile(sentence(path, f"{what} is not UTF-8 text")) from None
+
+
+def _unsafe_member_name(name: str) -> bool:
+    pure = PurePosixPath(name.replace("\\", "/"))
+    return name.startswith(("/", "\\")) or ".." in pure.parts or (len(name) > 1 and name[1] == ":")
+
+
+class SafeZip:
+    """A zip archive opened for reading with its directory checked; members read with a size cap.
+
+    Refused at open: a broken directory, two members with the same name, two names that differ only
+    in case. Noted (`findings`), not refused: member names that would escape a folder when extracted
+    (absolute or with `..`); LayerScope never extracts, so they are reported, not followed."""
+
+    def __init__(self, path: Path, *, max_members: int = 200_000) -> None:
+        self.path = Path(path)
+        regular_file(self.path)
+        try:
+            self._zf = zipfile.ZipFile(self.path)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+            raise CorruptFile(sentence(self.path, f"its zip directory is broken ({display_name(exc, 100)})")) from None
+        infos = self._zf.infolist()
+        if len(infos) > max_members:
+            self._zf.close()
+            raise CorruptFile(sentence(self.path, f"the archive lists {len(infos):,} members, more than the "
+                                                  f"{max_members:,} a model archive has"))
+        counts = Counter(i.filename for i in infos)
+        dupes = [n for n, c in counts.items() if c > 1]
+        if dupes:
+            self._zf.close()
+            raise CorruptFile(sentence(self.path, f"the archive holds {counts[dupes[0]]} members named "
+                                                  f"'{display_name(dupes[0])}'; which one a reader takes is "
+                                                  "ambiguous, so it is refused"))
+        folded = Counter(i.filename.lower() for i in infos)
+        clash = [n for n, c in folded.items() if c > 1]
+        if clash:
+            names = [i.filename for i in infos if i.filename.lower() == clash[0]]
+            self._zf.close()
+            raise CorruptFile(sentence(self.path, "the archive holds members whose names differ only in case ("
+                                                  + ", ".join(f"'{display_name(n)}'" for n in names[:3])
+                                                  + "); which one a reader takes is ambiguous, so it is refused"))
+        self.infos = {i.filename: i for i in infos}
+        self.names = [i.filename for i in infos]
+        self.findings: list[str] = []
+        unsafe = [n for n in self.names if _unsafe_member_name(n)]
+        if unsafe:
+            self.findings.append(f"The archive has {len(unsafe)} member name(s) that point outside its folder "
+                                 f"(e.g. '{display_name(unsafe[0])}'); LayerScope does not extract them.")
+
+    def __enter__(self) -> SafeZip:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the archive."""
+        self._zf.close()
+
+    @property
+    def zipfile(self) -> zipfile.ZipFile:
+        """The underlying ZipFile (for reads this class does not wrap)."""
+        return self._zf
+
+    def size(self, name: str) -> int:
+        """Declared uncompressed size of a member."""
+        return self.infos[name].file_size
+
+    def find(self, suffix: str) -> list[str]:
+        """Members whose name ends with `suffix` (exact case), in archive order."""
+        return [n for n in self.names if n.endswith(suffix)]
+
+    def read(self, name: str, limit: int = METADATA_LIMIT) -> bytes:
+        """A member's bytes; refused before inflating when its declared size passes `limit`, and
+        stopped after `limit` bytes when the declared size lied."""
+        info = self.infos.get(name)
+        if info is None:
+            raise CorruptFile(sentence(self.path, f"the archive has no member '{display_name(name)}'"))
+        if info.file_size > limit:
+            raise CorruptFile(sentence(self.path, f"its member '{display_name(name)}' inflates to "
+                                                  f"{info.file_size:,} bytes, more than the {limit:,} LayerScope "
+                                                  "reads for it"))
+        try:
+            with self._zf.open(info) as f:
+                data = f.read(limit + 1)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
+            raise CorruptFile(sentence(self.path, f"its member '{display_name(name)}' cannot be read "
+                                                  f"({display_name(exc, 100)})")) from None
+        if len(data) > limit:
+            raise CorruptFile(sentence(self.path, f"its member '{display_name(name)}' inflates past the "
+                                                  f"{limit:,} bytes LayerScope reads for it"))
+        return data
+
+    def open(self, name: str) -> IO[bytes]:
+        """A member as a seekable read-only stream (h5py reads HDF5 through it without extracting)."""
+        info = self.infos.get(name)
+        if info is None:
+            raise CorruptFile(sentence(self.path, f"the archive has no member '{display_name(name)}'"))
+        return self._zf.open(info)
