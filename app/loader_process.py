@@ -13,63 +13,25 @@ own stdout to stderr first, so stray prints of a library cannot corrupt the stre
 from __future__ import annotations
 
 import importlib
-import io
 import os
 import pickle
 import select
-import struct
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from analyzers import errors
-from analyzers.errors import LayerScopeError, TrustRequired, sentence
+from analyzers.errors import LayerScopeError, sentence
 from analyzers.loaders import LoadOptions, open_model, registered
 from analyzers.summary import ModelSummary
 from analyzers.tasks import CancelToken, Progress, Steps, drive
+from app import child_process
+from app.child_process import error_message, read_message, rebuild_error, write_message
 
-ROOT = Path(__file__).resolve().parent.parent
 POLL_S = 0.05
 PROGRESS_INTERVAL_S = 0.05
-BIG_PAYLOAD = 1 << 20  # above this, unpickle in pure Python so the GIL keeps switching
-
-
-def write_message(stream: BinaryIO, message: object) -> None:
-    """Frame and send one picklable message."""
-    blob = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(struct.pack(">I", len(blob)) + blob)
-    stream.flush()
-
-
-def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
-    chunks = []
-    while n:
-        chunk = stream.read(n)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
-
-
-def read_message(stream: BinaryIO) -> Any:
-    """The next message, or None at end of stream."""
-    head = _read_exact(stream, 4)
-    if head is None:
-        return None
-    blob = _read_exact(stream, struct.unpack(">I", head)[0])
-    return None if blob is None else _loads(blob)
-
-
-def _loads(blob: bytes) -> Any:
-    if len(blob) < BIG_PAYLOAD:
-        return pickle.loads(blob)
-    # The C unpickler holds the GIL for the whole call (seconds for a 10^5-node tree); the
-    # Python one yields it every few milliseconds, so the GUI thread keeps painting.
-    return pickle._Unpickler(io.BytesIO(blob)).load()  # type: ignore[attr-defined]
 
 
 def plugin_modules() -> list[str]:
@@ -80,28 +42,6 @@ def plugin_modules() -> list[str]:
         if mod and not mod.startswith("analyzers.loaders") and mod != "__main__":
             mods.append(mod)
     return list(dict.fromkeys(mods))
-
-
-def error_message(exc: BaseException, path: Path) -> tuple:
-    """An exception as a picklable tuple the parent turns back into the same error."""
-    if isinstance(exc, TrustRequired):
-        return ("error", "TrustRequired", str(exc), str(exc.path), exc.detail)
-    if isinstance(exc, LayerScopeError):
-        return ("error", type(exc).__name__, str(exc), str(path), "")
-    text = str(exc).strip().splitlines()[0][:300].rstrip(".") if str(exc).strip() else ""
-    problem = f"opening it failed unexpectedly ({type(exc).__name__}{': ' + text if text else ''})"
-    return ("error", "LayerScopeError", sentence(path, problem), str(path), "")
-
-
-def rebuild_error(message: tuple) -> LayerScopeError:
-    """The parent's side of `error_message`."""
-    _, name, text, path, detail = message
-    if name == "TrustRequired":
-        return TrustRequired(path, detail)
-    cls = getattr(errors, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, LayerScopeError)):
-        cls = LayerScopeError
-    return cls(text)
 
 
 def _serve_one(request: dict, out: BinaryIO) -> None:
@@ -172,10 +112,7 @@ def serve(inp: BinaryIO, out: BinaryIO, warm: bool = True) -> None:
 
 def child_main() -> None:
     """Entry point of the child process (`python -m app.loader_process`)."""
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # library prints go to stderr, never into the message stream
-    sys.stdout = sys.stderr
-    serve(sys.stdin.buffer, out)
+    serve(sys.stdin.buffer, child_process.redirect_stdout())
 
 
 class LoaderProcess:
@@ -188,27 +125,13 @@ class LoaderProcess:
     def _ensure(self) -> subprocess.Popen:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
-        env.setdefault("HF_HUB_OFFLINE", "1")
-        env.setdefault("TRANSFORMERS_OFFLINE", "1")
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "app.loader_process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            cwd=str(ROOT), env=env, bufsize=0,
-        )
+        self._proc = child_process.spawn("app.loader_process")
         return self._proc
 
     def kill(self) -> None:
         """Stop the child now (cancel); the next request starts a fresh one."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc is not None:
-            for stream in (proc.stdin, proc.stdout):
-                if stream is not None:
-                    stream.close()
+        child_process.kill(proc)
 
     def open(self, path: Path, options: LoadOptions, token: CancelToken) -> Steps[ModelSummary]:
         """Steps that open `path` in the child; cancel kills it; runs in a worker thread."""
@@ -239,7 +162,8 @@ class LoaderProcess:
                 if message is None:
                     code = proc.wait()
                     raise LayerScopeError(sentence(path, f"the loader process stopped while reading it "
-                                                         f"(exit code {code}); the file may be corrupted"))
+                                                         f"({child_process.describe_exit(code)}); the file may "
+                                                         "be corrupted"))
                 if message[0] == "progress":
                     yield message[1]
                     continue
@@ -253,19 +177,8 @@ class LoaderProcess:
 
     def close(self) -> None:
         """Ask the child to exit (stdin closed), then make sure it did."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.stdin is not None:
-            try:
-                proc.stdin.close()
-            except OSError:
-                pass
-        try:
-            proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            pass
-        self.kill()
+        proc, self._proc = self._proc, None
+        child_process.close(proc)
 
 
 _shared: LoaderProcess | None = None

@@ -10,7 +10,7 @@ import pytest
 from analyzers.errors import CorruptFile, LayerScopeError, TrustRequired, UnsupportedFile
 from analyzers.loaders import LoadOptions, open_model
 from analyzers.tasks import Cancelled, CancelToken, Progress, drive
-from app import loader_process
+from app import child_process
 from app.loader_process import LoaderProcess, error_message, rebuild_error
 from tests.app import slow_loader
 from tests.app.model_files import corrupted_safetensors, safetensors_file
@@ -59,7 +59,7 @@ def test_trust_required_keeps_path_and_detail(tmp_path) -> None:
 def test_a_crash_is_one_sentence_and_the_next_load_works(child, tmp_path, extras) -> None:
     crash = tmp_path / "dead.crashmodel"
     crash.write_text("x")
-    with pytest.raises(LayerScopeError, match=r"^dead\.crashmodel: the loader process stopped .*exit code 3"):
+    with pytest.raises(LayerScopeError, match=r"^dead\.crashmodel: the loader process stopped .*exited with code 3"):
         drive(child.open(crash, LoadOptions(), CancelToken()))
     fixture = safetensors_file(tmp_path)
     assert drive(child.open(fixture.path, LoadOptions(), CancelToken())).totals.params == fixture.params
@@ -88,8 +88,8 @@ def test_big_payloads_unpickle_in_pure_python(monkeypatch, tmp_path) -> None:
     fixture = safetensors_file(tmp_path)
     summary = drive(open_model(fixture.path))
     blob = pickle.dumps(summary)
-    monkeypatch.setattr(loader_process, "BIG_PAYLOAD", 10)
-    assert loader_process._loads(blob) == summary
+    monkeypatch.setattr(child_process, "BIG_PAYLOAD", 10)
+    assert child_process.loads(blob) == summary
 
 
 def test_a_request_during_the_warm_up_gets_the_typed_model(child, tmp_path) -> None:
