@@ -62,7 +62,9 @@ def install_menus(window: MainWindow, menus: dict[str, QMenu] | None = None) -> 
     view_menu.addAction(focus_filter)
     tab_actions = []
     for i in range(9):
-        act = _action(window, f"Tab {i + 1}", f"Ctrl+{i + 1}", lambda i=i: window.tabs.setCurrentIndex(i))
+        # triggered(bool) would fill a lambda's first default: `checked` takes it, so `i` stays the tab.
+        act = _action(window, f"Tab {i + 1}", f"Ctrl+{i + 1}",
+                      lambda checked=False, i=i: window.tabs.setCurrentIndex(i))
         window.addAction(act)  # shortcut only, not shown in a menu
         tab_actions.append(act)
     theme_menu = view_menu.addMenu("&Theme")

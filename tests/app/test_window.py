@@ -249,6 +249,20 @@ def test_shortcuts(window, open_and_wait, tmp_path, qtbot) -> None:
     assert window.overview.stack.currentIndex() == 0  # the welcome text
 
 
+def test_ctrl_digit_selects_that_tab(window) -> None:
+    """Ctrl+1…Ctrl+9: triggered(bool) used to fill the slot's index, so every shortcut showed the first tab."""
+    from PySide6.QtWidgets import QWidget
+
+    while window.tabs.count() < 9:
+        window.add_tab(f"Extra {window.tabs.count()}", QWidget())
+    acts = window.actions.tab_actions
+    assert len(acts) == 9
+    for i in reversed(range(9)):  # the last first: index 0 (the start) would hide a broken slot
+        assert acts[i].shortcut() == QKeySequence(f"Ctrl+{i + 1}")
+        acts[i].trigger()
+        assert window.tabs.currentIndex() == i, f"Ctrl+{i + 1}"
+
+
 def test_geometry_and_splitters_are_remembered(make_window, qtbot) -> None:
     screen = QApplication.primaryScreen().availableGeometry()
     width, height = min(1111, screen.width() - 40), min(777, screen.height() - 60)
