@@ -435,6 +435,7 @@ class RunPanel(QWidget):
     def show_prediction(self, prediction: Any, device: str, notes: list[str] | None = None) -> None:
         """Top-k classes (or positions for QA, or the raw output summarised) and the device that ran."""
         self.device_label.setText(device)
+        self.sanity_label.setText("")  # a new result: the last attribution's checks no longer apply
         answer = getattr(prediction, "answer", None)
         self.answer_label.setText(f"“{answer.text}” (tokens {answer.start}–{answer.end})" if answer else "")
         if prediction.kind == "raw":
@@ -470,8 +471,8 @@ class RunPanel(QWidget):
         if a.delta is not None:
             caption += f" Convergence δ = {a.delta:.3g}."
         caption = " ".join((caption, *a.notes, *a.input.notes))
-        if a.completeness is not None:
-            self.sanity_label.setText(completeness_sentence(a))
+        # Every attribution replaces the Sanity row: IG's completeness must not stay beside a Grad-CAM map.
+        self.sanity_label.setText(completeness_sentence(a) if a.completeness is not None else "")
         if a.tokens:
             self.tokens.set_tokens(a.tokens, a.map, sign, caption=caption)
             self.maps.setCurrentWidget(self.tokens)

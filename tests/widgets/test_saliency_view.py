@@ -115,3 +115,23 @@ def test_run_panel_shows_text_attributions_as_tokens(qtbot):
     assert panel.maps.currentWidget() is panel.tokens and panel.tokens.strongest(1) == ["dull"]
     panel.set_busy(True, "working")
     assert not panel.run_button.isEnabled() and panel.cancel_button.isEnabled()
+
+
+def test_each_attribution_replaces_the_sanity_row(qtbot):
+    """IG then Grad-CAM: IG's completeness line went on showing beside the Grad-CAM map."""
+    from dataclasses import replace
+
+    from analyzers.attribution import Completeness
+    from analyzers.sanity import completeness_sentence
+
+    panel = RunPanel()
+    qtbot.addWidget(panel)
+    inp = ModelInput("image", np.zeros((1, 1, 20, 20), np.float32), "x.png", display=np.zeros((20, 20)), layout="NCHW")
+    ig = replace(_attribution(inp, raw_map(5)), completeness=Completeness(1.5, 2.0, 0.5, 0.0))
+    panel.show_attribution(ig)
+    assert panel.sanity_label.text() == completeness_sentence(ig)
+    panel.show_attribution(_attribution(inp, raw_map(6), method="gradcam"))
+    assert panel.sanity_label.text() == ""
+    panel.show_attribution(ig)
+    panel.show_prediction(ig.prediction, "cpu")  # a plain Run: no attribution, no check to show
+    assert panel.sanity_label.text() == ""
