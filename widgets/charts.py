@@ -334,6 +334,8 @@ class StackedBarChart(_ThemedPlot):
         bg = QColor(self.palette().color(QPalette.ColorRole.Base))
         bg.setAlpha(220)
         self._legend.setLabelTextColor(fg)
+        for _, label in self._legend.items:  # pyqtgraph stores the colour but keeps the text drawn in the old one
+            label.setText(label.text, color=fg)
         self._legend.setBrush(pg.mkBrush(bg))
         if names == self._legend_names:
             return

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Signal
+from PySide6.QtCore import QEvent, QRectF, Signal
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -52,7 +53,6 @@ class SaliencyView(pg.GraphicsLayoutWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setBackground("w")
         self.view = self.addViewBox(row=0, col=0, lockAspect=True, enableMouse=True)
         self.view.invertY(True)
         self.base = pg.ImageItem(axisOrder="row-major")
@@ -68,6 +68,22 @@ class SaliencyView(pg.GraphicsLayoutWidget):
         self._opacity = 0.6
         self.heat.setOpacity(self._opacity)
         self.symmetric = True
+        self._ready = True
+        self.apply_palette()
+
+    def apply_palette(self) -> None:
+        """Background and colour-bar text in the palette's colours (light or dark theme)."""
+        pal = self.palette()
+        self.setBackground(pal.color(QPalette.ColorRole.Base))
+        fg = pal.color(QPalette.ColorRole.WindowText)
+        self.bar.axis.setPen(pg.mkPen(fg))
+        self.bar.axis.setTextPen(pg.mkPen(fg))
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt's name
+        """Follow theme switches made while the window is open."""
+        if event.type() == QEvent.Type.PaletteChange and getattr(self, "_ready", False):
+            self.apply_palette()
+        super().changeEvent(event)
 
     def set_result(self, image: np.ndarray | None, heat: np.ndarray, symmetric: bool,
                    colormap: str | None = None) -> None:
