@@ -6,7 +6,6 @@ plain dataclasses (RunSettings, AttributeSettings); it never touches a model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -42,6 +41,7 @@ from analyzers.attribution import (
     AttributionRequest,
 )
 from analyzers.attribution_display import default_sign
+from analyzers.explain.requests import AttributeSettings, InputChoice, RunSettings
 from analyzers.inputs import Preprocess
 from analyzers.memory import human_bytes
 from widgets.saliency_view import SaliencyPanel
@@ -57,36 +57,6 @@ METHOD_FIELDS = {
     "gradcam": ("layer", "relu"),
     "smoothgrad": ("smooth_base", "smooth_samples", "noise", "seed"),
 }
-
-
-@dataclass(frozen=True)
-class InputChoice:
-    """What the user picked as input: a bundled sample, an image, a text, a random shape or a .npy file."""
-
-    kind: str  # "sample" | "image" | "text" | "random" | "npy"
-    value: str  # sample index, file path, text, or shape like "1x28x28" ("" = the model's own shape)
-    seed: int = 0
-    preprocess: Preprocess | None = None
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """A Run request: the input, the device and how many classes to list."""
-
-    input: InputChoice
-    device: str
-    top_k: int = 5
-    runs: int = 10
-
-
-@dataclass(frozen=True)
-class AttributeSettings:
-    """An Attribute request: the run settings, the method and whether to run the randomisation check."""
-
-    run: RunSettings
-    request: AttributionRequest
-    sanity: bool = False
-    sanity_layers: int = 1
 
 
 class RunPanel(QWidget):

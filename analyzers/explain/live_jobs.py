@@ -1,0 +1,155 @@
+"""The jobs that answer Explain requests on live models: open (cached), build the input, run, attribute.
+
+The window runs them in the model-runner process, the CLI in its own; both build inputs with
+`build_input`, so a sample, a file or a text means the same thing in either.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from analyzers.errors import LayerScopeError, sentence
+from analyzers.explain.requests import (
+    AttributeOutcome,
+    AttributeSettings,
+    InputChoice,
+    ModelRef,
+    RunOutcome,
+    RunSettings,
+)
+from analyzers.inputs import (
+    ModelInput,
+    Preprocess,
+    image_input,
+    npy_input,
+    parse_input,
+    random_for,
+    sample_input,
+    text_for,
+)
+from analyzers.tasks import CancelToken, Progress, Steps
+
+
+def _sample_file(live: Any, value: str) -> str | None:
+    samples = live.sample.samples
+    if value in ("", None):
+        return None
+    try:
+        index = int(value)
+    except ValueError:
+        raise LayerScopeError(f"Sample '{value}' is not a number; {live.sample.id} has samples 0 to "
+                              f"{len(samples) - 1}.") from None
+    if not 0 <= index < len(samples):
+        raise LayerScopeError(f"{live.sample.id} has samples 0 to {len(samples) - 1}, not {index}.")
+    return samples[index]
+
+
+def build_input(live: Any, choice: InputChoice) -> ModelInput:
+    """The ModelInput a choice names, checked against what the live model takes."""
+    from analyzers.runtime import ensure_input_fits
+
+    if choice.kind == "sample":
+        if live.sample is None:
+            raise LayerScopeError("This model has no bundled samples; pick an image, a text, a .npy or random.")
+        picked = _sample_file(live, choice.value)
+        inp = sample_input(live.sample, picked)
+        spec = live.sample.input
+        if spec.kind == "image" and choice.preprocess is not None and choice.preprocess != Preprocess.from_spec(spec):
+            path = Path(picked or live.sample.default_sample)  # the user's preprocessing, on the sample
+            inp = image_input(path, choice.preprocess)
+            if not live.hint.fits(inp.shape):
+                raise LayerScopeError(sentence(path, f"after preprocessing it has shape {inp.shape}, but the model "
+                                                     f"takes {live.hint.describe()}; adjust the size or channels"))
+    elif choice.kind == "image":
+        if not choice.value:
+            raise LayerScopeError("Choose an image file first.")
+        inp = image_input(Path(choice.value), choice.preprocess or Preprocess.for_hint(live.hint))
+    elif choice.kind == "text":
+        inp = text_for(choice.value, live.hint, live.encoder)
+    elif choice.kind == "npy":
+        if not choice.value:
+            raise LayerScopeError("Choose a .npy file first.")
+        inp = npy_input(Path(choice.value), live.hint)
+    elif choice.kind == "random":
+        inp = random_for(live.hint, choice.value or None, choice.seed, live.vocab_size())
+    elif choice.kind == "auto":
+        pre = choice.preprocess or default_preprocess(live)
+        inp = parse_input(choice.value, live.hint, live.encoder, pre, choice.seed, live.vocab_size())
+    else:
+        raise LayerScopeError(f"Unknown input kind '{choice.kind}'.")
+    ensure_input_fits(live, inp)
+    return inp
+
+
+def default_preprocess(live: Any) -> Preprocess:
+    """The image preprocessing a live model starts with: its manifest's, or its own size in [0, 1]."""
+    sample = live.sample
+    if sample is not None and sample.input.kind == "image":
+        return Preprocess.from_spec(sample.input)
+    return Preprocess.for_hint(live.hint)
+
+
+class LiveModels:
+    """Live models kept open between requests (two at most: a comparison's pair), keyed by ModelRef."""
+
+    def __init__(self, keep: int = 2) -> None:
+        self._keep = keep
+        self._open: OrderedDict[tuple, Any] = OrderedDict()
+
+    def get(self, ref: ModelRef) -> Steps[Any]:
+        """The live model for `ref`, opened (and the oldest closed) when it is not open yet."""
+        from analyzers.runtime import open_live_model
+
+        live = self._open.get(ref.key)
+        if live is not None:
+            self._open.move_to_end(ref.key)
+            return live
+        for key in [k for k in self._open if k[0] == ref.key[0]]:  # the same file with other options
+            self._open.pop(key).close()
+        while len(self._open) >= self._keep:
+            self._open.popitem(last=False)[1].close()
+        live = yield from open_live_model(ref.path, ref.options, ref.device)
+        self._open[ref.key] = live
+        return live
+
+    def forget(self, path: Path | str | None = None) -> None:
+        """Close the live models of `path` (every one when None)."""
+        for key in [k for k in self._open if path is None or k[0] == str(path)]:
+            self._open.pop(key).close()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
+def run_job(models: LiveModels, ref: ModelRef, settings: RunSettings, token: CancelToken) -> Steps[RunOutcome]:
+    """Open (or reuse) the model, build the input, predict and time it."""
+    live = yield from models.get(ref)
+    inp = build_input(live, settings.input)
+    result = yield from live.run(inp, settings.top_k, settings.warmup, settings.runs, token)
+    return RunOutcome(result, live.layers(), live.default_layer(), live.labels, [*live.notes, *inp.notes],
+                      live.describe(), inp.describe())
+
+
+def attribute_job(models: LiveModels, ref: ModelRef, settings: AttributeSettings, token: CancelToken
+                  ) -> Steps[AttributeOutcome]:
+    """Open (or reuse) the model, build the input, compute the map and, when asked, the randomisation check."""
+    from analyzers.attribution import attribute
+    from analyzers.sanity import randomization_check
+
+    live = yield from models.get(ref)
+    inp = build_input(live, settings.run.input)
+    result = yield from attribute(live, inp, settings.request, token, settings.run.top_k)
+    sanity = None
+    if settings.sanity:
+        sanity = yield from randomization_check(live, result, settings.sanity_layers, settings.request.seed, token)
+    return AttributeOutcome(result, sanity, live.layers(), live.default_layer(), live.describe())
+
+
+def devices_job(_token: CancelToken) -> Steps[list[tuple[str, str]]]:
+    """The devices torch can run on, as (name, description)."""
+    from analyzers.runtime.devices import torch_devices
+
+    yield Progress(0, None, "Listing devices")
+    return [(d.name, d.description) for d in torch_devices()]
