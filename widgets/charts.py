@@ -8,6 +8,7 @@ of pyqtgraph items per model made the window stutter.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import pyqtgraph as pg
@@ -21,6 +22,8 @@ from analyzers.memory import human_bytes, human_count
 SERIES_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999")
 MAX_LABEL = 38
 MAX_CAPTIONS = 60
+MIN_CHART_HEIGHT = 140
+ROW_GAP_PX = 6  # pixels between two rows' labels, beyond the font's height
 
 
 def elide(text: str, limit: int = MAX_LABEL) -> str:
@@ -96,6 +99,8 @@ class _ThemedPlot(pg.PlotWidget):
     def __init__(self, title: str, formatter: Callable[[float], str], parent: QWidget | None = None) -> None:
         self._ready = False
         self._fit: tuple[float, list[str]] | None = None
+        self._row_labels: list[str] = []
+        self._label_step = 1
         self.value_axis = ValueAxis("bottom", formatter)
         super().__init__(parent, axisItems={"bottom": self.value_axis})
         self.formatter = formatter
@@ -156,13 +161,36 @@ class _ThemedPlot(pg.PlotWidget):
     def _on_view_resized(self, *_: object) -> None:
         if self._fit is not None:
             self.fit_x(*self._fit)
+        if self._row_labels:
+            self._label_rows()
+
+    def row_px(self) -> int:
+        """Pixels one row needs so that its label never touches the next one."""
+        return QFontMetrics(self.font()).height() + ROW_GAP_PX
 
     def _set_rows(self, labels: Sequence[str]) -> None:
+        """Rows top to bottom; the chart asks for the height that gives every row its label."""
+        self._row_labels = list(labels)
         n = len(labels)
-        step = max(1, n // 28)
-        left = self.getPlotItem().getAxis("left")
-        left.setTicks([[(i, elide(labels[i])) for i in range(0, n, step)], []])
-        self.getPlotItem().setYRange(-0.6, max(n, 1) - 0.4, padding=0)
+        plot = self.getPlotItem()
+        chrome = self.height() - plot.getViewBox().height() if plot.getViewBox().height() > 0 else 0
+        chrome = max(chrome, 3 * self.row_px())  # title and margins (and an axis) before the first layout
+        self.setMinimumHeight(max(MIN_CHART_HEIGHT, int(chrome + n * self.row_px())))
+        plot.setYRange(-0.6, max(n, 1) - 0.4, padding=0)
+        self._label_rows()
+
+    def _label_rows(self) -> None:
+        """Label every row the height allows: a row whose label would overlap the last one shown gets none."""
+        labels = self._row_labels
+        n = len(labels)
+        height = self.getPlotItem().getViewBox().height()
+        step = 1 if height <= 0 else max(1, math.ceil(n * (QFontMetrics(self.font()).height() + 2) / height))
+        self._label_step = step
+        self.getPlotItem().getAxis("left").setTicks([[(i, elide(labels[i])) for i in range(0, n, step)], []])
+
+    def label_step(self) -> int:
+        """Rows between two labelled rows (1: every row has its label)."""
+        return self._label_step
 
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt's name
         """Follow theme switches."""
@@ -182,6 +210,7 @@ class BarChart(_ThemedPlot):
         self._values: list[float] = []
         self._keys: list[str] = []
         self._highlight: set[str] = set()
+        self._total: float | None = None
         self._color = color
         super().__init__(title, formatter, parent)
         self.getPlotItem().hideAxis("bottom")  # every bar carries its value
@@ -200,12 +229,19 @@ class BarChart(_ThemedPlot):
         return list(self._values)
 
     @property
+    def captions_shown(self) -> list[str]:
+        """The text after each bar (value and share of the total), top to bottom."""
+        return self.captions.texts
+
+    @property
     def highlighted(self) -> set[str]:
         """Keys drawn highlighted."""
         return set(self._highlight)
 
-    def set_bars(self, labels: Sequence[str], values: Sequence[float], keys: Sequence[str] | None = None) -> None:
-        """Replace the bars (top to bottom)."""
+    def set_bars(self, labels: Sequence[str], values: Sequence[float], keys: Sequence[str] | None = None,
+                 total: float | None = None) -> None:
+        """Replace the bars (top to bottom); percentages are of `total` (the whole model), else of the bars' sum."""
+        self._total = float(total) if total else None
         self._labels = list(labels)
         self._values = [float(v) for v in values]
         self._keys = list(keys) if keys is not None else list(labels)
@@ -238,8 +274,9 @@ class BarChart(_ThemedPlot):
         n = len(self._values)
         self._paint_bars()
         self._set_rows(self._labels)
-        total = sum(self._values) or 1.0
-        captions = [self.formatter(v) + (f"  {100 * v / total:.1f}%" if n > 1 else "") for v in self._values]
+        total = self._total or sum(self._values) or 1.0
+        captions = [self.formatter(v) + (f"  {100 * v / total:.1f}%" if n > 1 or self._total else "")
+                    for v in self._values]
         shown = captions if n <= MAX_CAPTIONS else []
         self.captions.set_captions([(v, i, c) for i, (v, c) in enumerate(zip(self._values, shown))], self.text_color())
         self.fit_x(max(self._values, default=0.0) or 1.0, shown)

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 from analyzers.memory import human_bytes, human_count
 from analyzers.summary import LayerNode, ModelSummary
 from widgets.charts import SERIES_COLORS, BarChart, bytes_formatter, count_formatter
-from widgets.model_data import Bar, OverviewData, block_of
+from widgets.model_data import OTHER_KEY, Bar, OverviewData, block_of
 
 MAX_METADATA_ITEMS = 400
 WELCOME = ("<h2>No model open</h2><p>Open a checkpoint with <b>File ▸ Open file…</b> (Ctrl+O) or "
@@ -58,7 +58,7 @@ class OverviewView(QWidget):
         super().__init__(parent)
         self._summary: ModelSummary | None = None
         self._data: OverviewData | None = None
-        self._queue: list[tuple[BarChart, tuple[Bar, ...]]] = []  # charts still to draw, one per turn
+        self._queue: list[tuple[BarChart, tuple[Bar, ...], float]] = []  # charts still to draw, one per turn
         self._highlight_node: LayerNode | None = None
         self.welcome = QLabel(WELCOME, self)
         self.welcome.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -88,7 +88,7 @@ class OverviewView(QWidget):
         self.block_chart = BarChart("Parameters by block (click a bar to select it)", count_formatter,
                                     SERIES_COLORS[1], self)
         self.type_chart.barClicked.connect(self.typeClicked)
-        self.block_chart.barClicked.connect(self.blockClicked)
+        self.block_chart.barClicked.connect(self._on_block_clicked)
 
         content = QWidget(self)
         layout = QVBoxLayout(content)
@@ -160,8 +160,9 @@ class OverviewView(QWidget):
         self._fill_metadata(summary)
         # One chart per event-loop turn: together they take long enough to make the window stutter.
         start = not self._queue
-        self._queue = [(self.type_chart, data.by_type), (self.dtype_chart, data.by_dtype),
-                       (self.block_chart, data.by_block)]
+        params = data.params_total or float(t.params)  # percentages are shares of the whole model
+        self._queue = [(self.type_chart, data.by_type, params), (self.dtype_chart, data.by_dtype, data.bytes_total),
+                       (self.block_chart, data.by_block, params)]
         if start:
             QTimer.singleShot(5, self._draw_next_chart)
 
@@ -177,12 +178,16 @@ class OverviewView(QWidget):
     def _draw_next_chart(self) -> None:
         if not self._queue:
             return
-        chart, bars = self._queue.pop(0)
-        chart.set_bars([b.label for b in bars], [b.value for b in bars], [b.key for b in bars])
+        chart, bars, total = self._queue.pop(0)
+        chart.set_bars([b.label for b in bars], [b.value for b in bars], [b.key for b in bars], total)
         if self._highlight_node is not None:
             self.highlight(self._highlight_node)
         if self._queue:
             QTimer.singleShot(5, self._draw_next_chart)
+
+    def _on_block_clicked(self, key: str) -> None:
+        if key != OTHER_KEY:  # "other N blocks" stands for many layers: there is no one to select
+            self.blockClicked.emit(key)
 
     @staticmethod
     def _fill(box: QGroupBox, rows: list[tuple[str, str]]) -> None:

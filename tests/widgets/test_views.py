@@ -255,3 +255,80 @@ def test_the_kv_column_shows_only_for_decoder_language_models(qtbot, tied) -> No
     view.set_report(report)
     assert view.table.isColumnHidden(2)
     assert view.table.item(3, 1).text() == human_bytes(report.weights["float16"].bytes)
+
+
+def many_blocks(count: int = 89) -> ModelSummary:
+    """A Keras-export-like model: `count` dense blocks side by side, a few large and many small."""
+    children = []
+    for i in range(count):
+        rows = 64 if i % 4 == 0 else 12  # every fourth block is large
+        cols = 48 if i % 4 == 0 else 36
+        children.append(LayerNode(f"dense_{i}", "Dense", (TensorInfo(f"dense_{i}.kernel", (rows, cols), "float32"),)))
+    summary = ModelSummary(SourceInfo("/m/exported", "savedmodel", "tensorflow"), LayerNode("", "Model", (), tuple(children)))
+    warm(summary)
+    return summary
+
+
+def test_the_block_chart_of_many_blocks_adds_up_to_the_whole_model() -> None:
+    from widgets.model_data import MAX_BLOCKS, OTHER_KEY
+
+    summary = many_blocks(89)
+    total = 23 * 64 * 48 + 66 * 12 * 36  # 23 large blocks, 66 of 432 parameters
+    assert summary.totals.params == total
+    data = overview_data(summary)
+    bars = data.by_block
+    assert len(bars) == MAX_BLOCKS
+    assert sum(bar.value for bar in bars) == total
+    assert data.params_total == total
+    other = bars[-1]
+    assert other.key == OTHER_KEY and len(other.members) == 89 - (MAX_BLOCKS - 1)
+    assert other.label == f"other {89 - (MAX_BLOCKS - 1)} blocks"
+    assert [bar.key for bar in bars[:-1]] == [f"dense_{i}" for i in range(0, 89, 4)][: MAX_BLOCKS - 1]
+    folded = other.members[0]
+    assert block_of(folded, bars) == OTHER_KEY
+    assert block_of("dense_4", bars) == "dense_4"
+
+
+def test_a_root_with_own_tensors_keeps_them_in_the_block_chart() -> None:
+    root = LayerNode("", "Net", (TensorInfo("scale", (10,), "float32"),), (
+        LayerNode("a", "Linear", (TensorInfo("a.weight", (4, 4), "float32"),)),
+        LayerNode("b", "Linear", (TensorInfo("b.weight", (4, 2), "float32"),))))
+    summary = ModelSummary(SourceInfo("/m/net.pt", "pytorch", "torch"), root)
+    warm(summary)
+    bars = overview_data(summary).by_block
+    assert sum(bar.value for bar in bars) == summary.totals.params == 10 + 16 + 8
+    assert bars[0].label == "(model) (own tensors)" and bars[0].value == 10
+
+
+def test_block_percentages_are_of_the_whole_model_and_labels_never_overlap(qtbot) -> None:
+    from PySide6.QtGui import QFontMetrics
+
+    from widgets.model_data import OTHER_KEY
+
+    summary = many_blocks(89)
+    data = overview_data(summary)
+    view = OverviewView()
+    qtbot.addWidget(view)
+    view.resize(900, 700)
+    view.show()
+    qtbot.waitExposed(view)
+    view.set_model(summary, data)
+    view.flush()
+    qtbot.wait(50)
+    chart = view.block_chart
+    total = summary.totals.params
+    assert chart.values == [bar.value for bar in data.by_block]
+    for value, caption in zip(chart.values, chart.captions_shown):
+        assert caption.endswith(f"{100 * value / total:.1f}%"), caption
+    assert chart.keys[-1] == OTHER_KEY and chart.values[-1] == 66 * 432  # the 66 small blocks, folded
+    # every row has its label, and two rows are at least a text line apart on screen
+    assert chart.label_step() == 1
+    vb = chart.getPlotItem().getViewBox()
+    row = vb.mapViewToScene(QPointF(0, 1)).y() - vb.mapViewToScene(QPointF(0, 0)).y()
+    assert row >= QFontMetrics(chart.font()).height(), row
+    # "other N blocks" selects nothing when clicked
+    emitted = []
+    view.blockClicked.connect(emitted.append)
+    chart.barClicked.emit(OTHER_KEY)
+    chart.barClicked.emit("dense_0")
+    assert emitted == ["dense_0"]
