@@ -234,12 +234,14 @@ def _close_windows(app, windows: list) -> None:
     from PySide6.QtCore import QCoreApplication, QEvent
 
     from app.loader_process import shutdown_shared
+    from app.runner_process import shutdown_shared as shutdown_runner
 
     for window in windows:
         window.close()
         window.deleteLater()
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     shutdown_shared()
+    shutdown_runner()
     app.processEvents()
 
 
@@ -331,9 +333,9 @@ def _prepare_screenshot(window, args: argparse.Namespace, finish: Callable[[int]
 def _explain_then(window, features: list[object], method: str, then: Callable[[], None],
                   finish: Callable[[int], None]) -> None:
     """Press Run, then Attribute with `method` on the Explain tab, and call `then` when both are shown."""
-    from PySide6.QtCore import QTimer
+    from app.run_controller import RunController
 
-    controller = next((f for f in features if hasattr(f, "last_attribution")), None)
+    controller = next((f for f in features if isinstance(f, RunController)), None)
     if controller is None or window.current_tab_title() != "Explain":
         finish(_fail("--attribute needs --tab explain."))
         return
@@ -344,30 +346,28 @@ def _explain_then(window, features: list[object], method: str, then: Callable[[]
         finish(_fail(f"unknown attribution method '{method}'; choose one of {choices}."))
         return
     panel.method.setCurrentIndex(index)
-    steps = iter((panel.run_button, panel.attribute_button))
-    waiting = {"button": None}
+    buttons = [panel.run_button, panel.attribute_button]
+    pressed: list[object] = []
 
     def press_next() -> None:
-        button = next(steps, None)
-        if button is None:
+        if not buttons:
+            controller.requestEnded.disconnect(on_end)
             then()
             return
+        button = buttons.pop(0)
+        pressed.append(button)
         if not button.isEnabled():
             finish(_fail(f"the Explain tab cannot {button.text().lower()} this model."))
             return
-        waiting["button"] = button
-        controller.last_run = None if button is panel.run_button else controller.last_run
-        controller.last_attribution = None
         button.click()
-        QTimer.singleShot(100, poll)
 
-    def poll() -> None:
-        done = controller.last_run if waiting["button"] is panel.run_button else controller.last_attribution
-        if done is not None:
-            press_next()
-        elif controller._job is None:  # finished without a result: the error dialog said why
-            finish(_fail("the Explain tab's job failed."))
-        else:
-            QTimer.singleShot(100, poll)
+    def on_end() -> None:
+        session = controller.session
+        done = session.last_attribution if pressed[-1] is panel.attribute_button else session.last_run
+        if done is None:  # failed or cancelled: the error dialog said why
+            finish(_fail(window.last_error or "the Explain tab's job failed."))
+            return
+        press_next()
 
+    controller.requestEnded.connect(on_end)
     press_next()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QMainWindow, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
+from app.session import ModelSession
 from app.settings import Settings
 
 if TYPE_CHECKING:  # imported when first needed, so that the window paints sooner
@@ -24,7 +25,6 @@ if TYPE_CHECKING:  # imported when first needed, so that the window paints soone
     from PySide6.QtWidgets import QMessageBox
 
     from analyzers.loaders import LoadOptions
-    from analyzers.summary import ModelSummary
     from app.actions import Actions
     from app.loading import Loaded, NeedsTrust
     from app.status import JobStatus
@@ -54,7 +54,6 @@ def import_view_modules() -> None:
 class MainWindow(QMainWindow):
     """LayerScope's window: open a checkpoint and inspect it."""
 
-    modelChanged = Signal(object)  # the new ModelSummary (None after Close model)
     layerSelected = Signal(str)  # the selected layer path
     loadFinished = Signal(bool, str)  # ok, "" or the one-sentence error (also after a refusal or cancel)
     firstPainted = Signal()
@@ -69,10 +68,7 @@ class MainWindow(QMainWindow):
         self._jobs: JobRunner | None = None
         self.job_status: JobStatus | None = None
         self.actions: Actions | None = None
-        self.current_summary: ModelSummary | None = None
-        self.current_path: Path | None = None
-        self.current_options: LoadOptions | None = None
-        self.current_loaded: Loaded | None = None
+        self.session = ModelSession("A", self)  # the open model; features bind to it
         self.last_error: str | None = None
         self.error_dialog: QMessageBox | None = None
         self.trust_dialog: TrustDialog | None = None
@@ -200,8 +196,8 @@ class MainWindow(QMainWindow):
 
     def reload(self) -> None:
         """Open the current file again (it changed on disk)."""
-        if self.current_path is not None:
-            self.open_path(self.current_path, self.current_options)
+        if self.session.path is not None:
+            self.open_path(self.session.path, self.session.options)
 
     def close_model(self) -> None:
         """Show no model (Ctrl+W)."""
@@ -287,8 +283,8 @@ class MainWindow(QMainWindow):
         self.overview.blockClicked.connect(self.select_layer)
         self.overview.typeClicked.connect(self._filter_by_type)
         self.memory_view.parametersChanged.connect(self._recompute_memory)
-        if self.current_loaded is not None:
-            self._fill_views(self.current_loaded)
+        if self.session.loaded is not None:
+            self._fill_views(self.session.loaded)
         else:
             self.overview.set_model(None, None)
         self.viewsBuilt.emit()
@@ -346,12 +342,9 @@ class MainWindow(QMainWindow):
     # -- showing -----------------------------------------------------------------------------------
     def _show(self, loaded: Loaded | None) -> None:
         self.ensure_panes()
-        self.current_loaded = loaded
-        self.current_summary = loaded.summary if loaded else None
-        self.current_path = loaded.path if loaded else None
-        self.current_options = loaded.options if loaded else None
         self.setWindowTitle(f"{loaded.path.name} — LayerScope" if loaded else "LayerScope")
-        self.tree.set_summary(self.current_summary)
+        self.tree.set_summary(loaded.summary if loaded else None)
+        self.session.set_loaded(loaded)  # bound features (Explain, ...) refresh from the session
         if loaded is None:
             self.inspector.set_layer(None, None)
         if self.overview is None:
@@ -360,7 +353,6 @@ class MainWindow(QMainWindow):
             # else: _views_when_imported builds the views and hands them this model
         else:
             self._fill_views(loaded)
-        self.modelChanged.emit(self.current_summary)
 
     def _fill_views(self, loaded: Loaded | None) -> None:
         """Hand the new model to the tabs: the visible one in the next event-loop turn, the others after
@@ -386,7 +378,7 @@ class MainWindow(QMainWindow):
 
     def _fill_view(self, title: str) -> None:
         self._stale.discard(title)
-        loaded = self.current_loaded
+        loaded = self.session.loaded
         summary = loaded.summary if loaded else None
         if title == "Overview":
             self.overview.set_model(summary, loaded.overview if loaded else None)
@@ -406,7 +398,7 @@ class MainWindow(QMainWindow):
 
         if self.memory_view is None:
             return
-        summary = self.current_summary
+        summary = self.session.summary
         if summary is None:
             self.memory_view.set_report(None)
             return
@@ -415,7 +407,7 @@ class MainWindow(QMainWindow):
         self.memory_view.set_report(estimate_memory(summary, batch=batch, seq_len=seq_len or None, int4_group=group))
 
     def _on_layer_selected(self, path: str) -> None:
-        summary = self.current_summary
+        summary = self.session.summary
         if summary is None or path not in summary:
             return
         node = summary.node(path)
@@ -477,6 +469,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
         """Remember the layout (not after a --screenshot run), stop the jobs and the graph server."""
         self._closed = True
+        self.wait_for_background()
         if self.interactive:
             self._save_state()
         if self.graph is not None:
@@ -484,6 +477,12 @@ class MainWindow(QMainWindow):
         if self._jobs is not None:
             self._jobs.shutdown(2000)
         super().closeEvent(event)
+
+    def wait_for_background(self, timeout_s: float = 30.0) -> None:
+        """Let the helper thread that imports the chart and graph modules finish: an interpreter that exits
+        while a thread is inside an import of a Qt module crashed (SIGSEGV, one --screenshot error in three)."""
+        if self._prewarm is not None:
+            self._prewarm.join(timeout_s)
 
     def _save_state(self) -> None:
         s = self.settings

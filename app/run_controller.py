@@ -1,125 +1,88 @@
-"""Wires the Explain tab to live models: run and attribute in "model" jobs of the window's JobRunner.
+"""Wires the Explain tab to live models: run and attribute in the model-runner process, bound to a session.
 
-The live model is opened on the first Run/Attribute (in the job, off the GUI thread) and kept until
-the model, its options or the device change. Only model-pool threads touch it: that pool has one
-thread, so two jobs never hook the same module at once.
+The window never imports torch or TensorFlow: each request goes to the runner child
+(app.runner_process), which opens the live model on first use and keeps it until the model, its
+options or the device change. A crash inside a framework ends that child, not the window; the user
+reads one sentence and can run again. Requests go through the window's single-thread "model" job
+pool, so two never overlap.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QVBoxLayout, QWidget
 
-from analyzers.errors import LayerScopeError
-from analyzers.inputs import (
-    ModelInput,
-    Preprocess,
-    image_input,
-    npy_input,
-    random_for,
-    sample_input,
-    sample_label,
-    text_for,
+from analyzers.errors import LayerScopeError, TrustRequired
+from analyzers.explain.model_hints import (
+    arch_classes,
+    needs_architecture,
+    summary_input_kind,
+    summary_layers,
+    why_not_runnable,
 )
+from analyzers.explain.requests import AttributeOutcome, RunOutcome
+from analyzers.inputs import Preprocess, sample_label
 from analyzers.loaders import LoadOptions
-from analyzers.runtime import LayerRef, zoo_entry
-from analyzers.tasks import CancelToken, Progress, Steps
+from analyzers.tasks import CancelToken, Steps
 
 if TYPE_CHECKING:
-    from widgets.run_panel import AttributeSettings, InputChoice, RunPanel, RunSettings
+    from analyzers.explain.requests import AttributeSettings, RunSettings
+    from app.runner_process import RunnerProcess
+    from app.session import ModelSession
+    from widgets.run_panel import RunPanel
+
+__all__ = ["AttributeOutcome", "RunController", "RunOutcome", "arch_classes", "install"]
+
+@dataclass(frozen=True)
+class NeedsTrust:
+    """The runner refused to run the file's code untrusted: ask the user, then send `op` again."""
+
+    op: str
+    settings: Any
+    message: str
+
 
 RUN_LABEL = "Explain: running the model"
 ATTRIBUTE_LABEL = "Explain: attribution"
-CONV_TYPES = ("Conv1d", "Conv2d", "Conv3d", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D")
 
 
-@dataclass(frozen=True)
-class RunOutcome:
-    """What a Run job hands back to the GUI thread."""
+def zoo_entry(path: Path) -> Any:
+    """The bundled sample-model entry for `path`, or None (reads the manifest, imports no framework)."""
+    from analyzers.runtime import zoo_entry as find
 
-    result: Any  # analyzers.runtime.RunResult
-    layers: list[LayerRef]
-    default_layer: str | None
-    labels: tuple[str, ...]
-    notes: list[str]
-
-
-@dataclass(frozen=True)
-class AttributeOutcome:
-    """What an Attribute job hands back: the map, the optional randomisation check, the live model's layers."""
-
-    attribution: Any  # analyzers.attribution.Attribution
-    sanity: Any  # analyzers.sanity.RandomizationCheck | None
-    layers: list[LayerRef]
-    default_layer: str | None
-
-
-def summary_input_kind(summary: Any) -> str:
-    """A guess of what a summarised model takes, before it is loaded: image, text or unknown."""
-    if summary is None:
-        return "unknown"
-    if summary.source.format == "hf" or (summary.config or {}).get("vocab_size"):
-        return "text"
-    for node, _ in summary.walk():
-        if node.type in CONV_TYPES:
-            return "image"
-        if node.type == "Embedding":
-            return "text"
-    return "unknown"
-
-
-def summary_is_module(summary: Any) -> bool:
-    """True when the checkpoint pickles a whole module (its code comes with it; no architecture needed)."""
-    return summary.source.format == "pytorch-module"
-
-
-def summary_layers(summary: Any) -> list[LayerRef]:
-    """The summary's layers as picker entries (the live model's list replaces them after a run)."""
-    out = []
-    for node, _ in summary.walk():
-        if not node.path:
-            continue
-        kind = "conv" if node.type in CONV_TYPES else "embedding" if node.type == "Embedding" else "other"
-        out.append(LayerRef(node.path, node.type, kind))
-    return out
-
-
-def arch_classes(py_file: Path) -> list[str]:
-    """Class names defined at the top of a Python file, read with `ast` (nothing is imported or run)."""
-    try:
-        tree = ast.parse(Path(py_file).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, UnicodeDecodeError) as exc:
-        raise LayerScopeError(f"{Path(py_file).name}: it could not be read as Python ({exc}).") from None
-    return [node.name for node in tree.body if isinstance(node, ast.ClassDef)]
+    return find(path)
 
 
 class RunController(QObject):
-    """Runs the Explain tab's requests on the window's model-job pool and paints the results."""
+    """Runs the Explain tab's requests in the model-runner process and paints the results."""
 
-    def __init__(self, window: Any, panel: RunPanel | None = None) -> None:
+    runFinished = Signal(object)  # RunOutcome, after it was painted
+    attributionFinished = Signal(object)  # AttributeOutcome, after it was painted
+    requestFailed = Signal(str)  # the one-sentence error shown to the user
+    requestEnded = Signal()  # any end: done, failed or cancelled
+
+    def __init__(self, window: Any, session: ModelSession | None = None, panel: RunPanel | None = None,
+                 runner: RunnerProcess | None = None) -> None:
         super().__init__(window)
         self.window = window
+        self.session: ModelSession = session if session is not None else window.session
         self.jobs = window.jobs
+        self._runner = runner
         self.page = QWidget()
         QVBoxLayout(self.page).setContentsMargins(0, 0, 0, 0)
         self._panel: RunPanel | None = None
         self.tab_index = window.add_tab("Explain", self.page)
-        self._model: tuple[Path, LoadOptions] | None = None
         self._job: int | None = None
-        self._live: Any = None  # touched only inside model jobs
-        self._live_key: tuple | None = None
         self._devices_listed = False
-        self.last_run: RunOutcome | None = None
-        self.last_attribution: AttributeOutcome | None = None
-        window.modelChanged.connect(self.on_model_changed)
+        self.trust_dialog: Any = None  # the open "run its code?" question, if any
+        self._trust_request: NeedsTrust | None = None
+        self.session.changed.connect(self.on_session_changed)
         window.layerSelected.connect(self.on_layer_selected)
         window.tabs.currentChanged.connect(self._on_tab_changed)
         self.jobs.progress.connect(self._on_progress)
@@ -127,8 +90,22 @@ class RunController(QObject):
         self.actions = self._install_menu()
         if panel is not None:
             self._attach(panel)
-        if getattr(window, "current_summary", None) is not None:
-            self.on_model_changed(window.current_summary)
+        if self.session.is_open:
+            self.on_session_changed(self.session)
+
+    @property
+    def runner(self) -> RunnerProcess:
+        """The model-runner process the requests go to (the shared one unless given)."""
+        if self._runner is None:
+            from app.runner_process import shared_runner
+
+            self._runner = shared_runner()
+        return self._runner
+
+    @property
+    def busy(self) -> bool:
+        """True while a Run or Attribute request of this tab is awaited."""
+        return self._job is not None
 
     @property
     def panel(self) -> RunPanel:
@@ -171,19 +148,18 @@ class RunController(QObject):
         if self.panel.attribute_button.isEnabled():
             self.panel.attribute_button.click()
 
-    # --- the window's model ------------------------------------------------------------------------
+    # --- the session's model -------------------------------------------------------------------------
 
-    def on_model_changed(self, summary: Any) -> None:
-        """A new model (or none): reset the panel from the summary and the sample manifest; no framework yet."""
-        path = getattr(self.window, "current_path", None)
-        options = getattr(self.window, "current_options", None) or LoadOptions()
-        if summary is None or path is None:
-            self._model = None
+    def on_session_changed(self, _session: Any = None) -> None:
+        """A new model (or none): reset the panel from the summary and the sample manifest; nothing is loaded."""
+        session = self.session
+        summary = session.summary
+        if summary is None or session.path is None:
             if self._panel is not None:
                 self._panel.set_model("", "unknown", [], None, [], ())
             return
-        self._model = (Path(path), options)
-        entry = zoo_entry(Path(path))
+        path, options = session.path, session.options or LoadOptions()
+        entry = zoo_entry(path)
         samples: list[tuple[str, str]] = []
         preprocess = None
         labels: tuple[str, ...] = ()
@@ -195,14 +171,17 @@ class RunController(QObject):
             labels = tuple(entry.labels)
         elif kind == "image":
             preprocess = Preprocess(layout="NHWC" if summary.source.framework == "keras" else "NCHW")
-        weights_only = summary.source.format in ("pytorch", "safetensors") and summary.source.framework == "torch" \
-            and not summary_is_module(summary)
-        missing_arch = weights_only and not options.arch and not (entry is not None and entry.arch)
-        name = f"{Path(path).name} ({summary.source.format})"
         bundled_arch = entry is not None and bool(entry.arch)  # the sample manifest names the class already
+        missing_arch = needs_architecture(summary, bool(options.arch) or bundled_arch)
+        name = f"{path.name} ({summary.source.format})"
         self.panel.set_model(name, kind, samples, preprocess, summary_layers(summary), labels,
-                             weights_only and not bundled_arch)
-        if missing_arch:
+                             needs_architecture(summary, bundled_arch))
+        reason = why_not_runnable(summary)
+        if reason is not None:
+            self.panel.run_button.setEnabled(False)
+            self.panel.attribute_button.setEnabled(False)
+            self.panel.show_status(reason)
+        elif missing_arch:
             self.panel.show_status("This file holds weights only: attach its architecture to run it.")
         self._list_devices_if_visible()
 
@@ -210,13 +189,14 @@ class RunController(QObject):
         self._list_devices_if_visible()
 
     def _list_devices_if_visible(self) -> None:
-        """List devices (which imports torch) only once the user looks at the Explain tab."""
-        if self._devices_listed or self._model is None:
+        """List devices (the runner imports torch for it) only once the user looks at the Explain tab."""
+        if self._devices_listed or not self.session.is_open or why_not_runnable(self.session.summary):
             return
         if self.window.tabs.currentIndex() != self.tab_index:
             return
         self._devices_listed = True
-        self.jobs.submit(self._device_steps, "Listing devices", "io", on_done=self._on_devices)
+        self.jobs.submit(self._device_steps, "Listing devices", "model", on_done=self._on_devices,
+                         on_error=self._on_devices_failed)
 
     def on_layer_selected(self, path: str) -> None:
         """The tree's selection becomes the Grad-CAM layer when it is one of this model's layers."""
@@ -226,38 +206,42 @@ class RunController(QObject):
     # --- requests --------------------------------------------------------------------------------
 
     def run(self, settings: RunSettings) -> int | None:
-        """Start a Run job (predict + latency + memory)."""
-        if self._model is None:
+        """Start a Run job (predict + latency + memory) in the runner process."""
+        if not self.session.is_open:
             self.window.show_error("Open a model first.")
             return None
-        path, options = self._model
+        ref = self.session.model_ref(settings.device)
+        self.session.clear_results("run")
         self.panel.set_busy(True, "Running the model…")
-        self._job = self.jobs.submit(partial(self._run_steps, path, options, settings), RUN_LABEL, "model",
-                                     on_done=self._on_run_done, on_error=self._on_error)
+        self._job = self.jobs.submit(
+            lambda token: self._request("run", token, ref, settings=settings), RUN_LABEL, "model",
+            on_done=self._on_run_done, on_error=self._on_error)
         return self._job
 
     def attribute(self, settings: AttributeSettings) -> int | None:
-        """Start an Attribute job (the map, then the randomisation check when asked)."""
-        if self._model is None:
+        """Start an Attribute job (the map, then the randomisation check when asked) in the runner process."""
+        if not self.session.is_open:
             self.window.show_error("Open a model first.")
             return None
-        path, options = self._model
+        ref = self.session.model_ref(settings.run.device)
+        self.session.clear_results("attribution")
         self.panel.set_busy(True, "Computing the attribution…")
-        self._job = self.jobs.submit(partial(self._attribute_steps, path, options, settings), ATTRIBUTE_LABEL, "model",
-                                     on_done=self._on_attribute_done, on_error=self._on_error)
+        self._job = self.jobs.submit(
+            lambda token: self._request("attribute", token, ref, settings=settings), ATTRIBUTE_LABEL, "model",
+            on_done=self._on_attribute_done, on_error=self._on_error)
         return self._job
 
     def cancel(self) -> None:
-        """Cancel the running Explain job (the hooks it placed are removed as its thread stops)."""
+        """Cancel the running Explain job (the runner stops it and removes the hooks it placed)."""
         if self._job is not None:
             self.jobs.cancel(self._job)
 
     def attach_architecture(self) -> None:
         """Ask for a .py file, a class in it and constructor arguments; reopen the model with them."""
-        if self._model is None:
+        if not self.session.is_open:
             self.window.show_error("Open a state_dict first, then attach the architecture that builds it.")
             return
-        start = str(self._model[0].parent)
+        start = str(self.session.path.parent)
         file, _ = QFileDialog.getOpenFileName(self.page, "Python file with the model class", start,
                                               "Python files (*.py)")
         if not file:
@@ -288,93 +272,68 @@ class RunController(QObject):
         if not isinstance(kwargs, dict):
             self.window.show_error("The constructor arguments must be a JSON object, e.g. {\"num_classes\": 10}.")
             return
-        if self._model is None:
+        if not self.session.is_open:
             self.window.show_error("Open a state_dict first, then attach the architecture that builds it.")
             return
-        path, options = self._model
+        path, options = self.session.path, self.session.options or LoadOptions()
         self.window.open_path(path, LoadOptions(options.trust, f"{Path(file).resolve()}:{cls}", kwargs,
                                                 options.names_only))
 
-    # --- job bodies (model-pool thread) ------------------------------------------------------------
+    # --- job bodies (model-pool thread; the work itself happens in the runner process) ---------------
 
-    def _ensure_live(self, path: Path, options: LoadOptions, device: str) -> Steps[Any]:
-        from analyzers.runtime import open_live_model
+    def _request(self, op: str, token: CancelToken, ref: Any, settings: Any) -> Steps[Any]:
+        try:
+            return (yield from self.runner.request(op, token, ref.path, ref=ref, settings=settings))
+        except TrustRequired as exc:
+            return NeedsTrust(op, settings, str(exc))
 
-        key = (str(path), options.trust, options.arch, json.dumps(options.arch_kwargs, sort_keys=True), device)
-        if self._live is not None and self._live_key == key:
-            return self._live
-        if self._live is not None:
-            self._live.close()
-            self._live = self._live_key = None
-        live = yield from open_live_model(path, options, device)
-        self._live, self._live_key = live, key
-        return live
-
-    def _input(self, live: Any, choice: InputChoice) -> ModelInput:
-        from analyzers.runtime import ensure_input_fits
-
-        if choice.kind == "sample":
-            if live.sample is None:
-                raise LayerScopeError("This model has no bundled samples; pick an image, a text, a .npy or random.")
-            samples = live.sample.samples
-            index = int(choice.value or 0)
-            inp = sample_input(live.sample, samples[index] if 0 <= index < len(samples) else None)
-        elif choice.kind == "image":
-            if not choice.value:
-                raise LayerScopeError("Choose an image file first.")
-            inp = image_input(Path(choice.value), choice.preprocess or Preprocess.for_hint(live.hint))
-        elif choice.kind == "text":
-            inp = text_for(choice.value, live.hint, live.encoder)
-        elif choice.kind == "npy":
-            if not choice.value:
-                raise LayerScopeError("Choose a .npy file first.")
-            inp = npy_input(Path(choice.value), live.hint)
-        else:
-            inp = random_for(live.hint, choice.value or None, choice.seed, live.vocab_size())
-        ensure_input_fits(live, inp)
-        return inp
-
-    def _run_steps(self, path: Path, options: LoadOptions, settings: RunSettings, token: CancelToken
-                   ) -> Steps[RunOutcome]:
-        live = yield from self._ensure_live(path, options, settings.device)
-        inp = self._input(live, settings.input)
-        result = yield from live.run(inp, settings.top_k, 2, settings.runs, token)
-        return RunOutcome(result, live.layers(), live.default_layer(), live.labels, [*live.notes, *inp.notes])
-
-    def _attribute_steps(self, path: Path, options: LoadOptions, settings: AttributeSettings, token: CancelToken
-                         ) -> Steps[AttributeOutcome]:
-        from analyzers.attribution import attribute
-        from analyzers.sanity import randomization_check
-
-        live = yield from self._ensure_live(path, options, settings.run.device)
-        inp = self._input(live, settings.run.input)
-        result = yield from attribute(live, inp, settings.request, token, settings.run.top_k)
-        sanity = None
-        if settings.sanity:
-            sanity = yield from randomization_check(live, result, settings.sanity_layers, settings.request.seed, token)
-        return AttributeOutcome(result, sanity, live.layers(), live.default_layer())
-
-    @staticmethod
-    def _device_steps(_token: CancelToken) -> Steps[list[tuple[str, str]]]:
-        from analyzers.runtime.devices import torch_devices
-
-        yield Progress(0, None, "Listing devices")
-        return [(d.name, d.description) for d in torch_devices()]
+    def _device_steps(self, token: CancelToken) -> Steps[list[tuple[str, str]]]:
+        return (yield from self.runner.request("devices", token))
 
     # --- results (GUI thread) ---------------------------------------------------------------------
 
     def _on_devices(self, devices: list[tuple[str, str]]) -> None:
         self.panel.set_devices(devices)
 
-    def _refresh_layers(self, layers: list[LayerRef], default: str | None) -> None:
+    def _on_devices_failed(self, _message: str) -> None:
+        self._devices_listed = False  # the next look at the tab tries again; the device box keeps "auto"
+
+    def _refresh_layers(self, layers: list[Any], default: str | None) -> None:
         chosen = self.panel.layer.currentData()
         self.panel.set_layers(layers)
         if chosen is not None:
             self.panel.select_layer(chosen)
 
-    def _on_run_done(self, outcome: RunOutcome) -> None:
+    def _ask_trust(self, request: NeedsTrust) -> None:
+        """Running needs the file's code: ask (default No); on yes, trust the session and send the request again."""
         self._job = None
-        self.last_run = outcome
+        self.panel.set_busy(False, "")
+        if not getattr(self.window, "interactive", True):
+            self._on_error(request.message)
+            return
+        from widgets.trust_dialog import TrustDialog
+
+        dialog = TrustDialog(self.session.path, request.message, self.window, action="run")
+        self.trust_dialog = dialog
+        dialog.finished.connect(self._on_trust_answer)
+        self._trust_request = request
+        dialog.open()
+
+    def _on_trust_answer(self, _result: int) -> None:
+        dialog, request = self.trust_dialog, self._trust_request
+        self.trust_dialog = None
+        if dialog is None or not dialog.trusted():
+            self.panel.show_status("Not run: its code was not trusted.")
+            self.requestEnded.emit()
+            return
+        self.session.grant_trust()
+        (self.run if request.op == "run" else self.attribute)(request.settings)
+
+    def _on_run_done(self, outcome: RunOutcome | NeedsTrust) -> None:
+        if isinstance(outcome, NeedsTrust):
+            self._ask_trust(outcome)
+            return
+        self._job = None
         self.panel.set_busy(False, "")
         self._refresh_layers(outcome.layers, outcome.default_layer)
         if outcome.labels and not self.panel.labels:
@@ -382,22 +341,32 @@ class RunController(QObject):
         r = outcome.result
         self.panel.show_prediction(r.prediction, r.device, outcome.notes)
         self.panel.show_timing(r.timing)
+        self.session.set_run(outcome)
+        self.runFinished.emit(outcome)
+        self.requestEnded.emit()
 
-    def _on_attribute_done(self, outcome: AttributeOutcome) -> None:
+    def _on_attribute_done(self, outcome: AttributeOutcome | NeedsTrust) -> None:
+        if isinstance(outcome, NeedsTrust):
+            self._ask_trust(outcome)
+            return
         self._job = None
-        self.last_attribution = outcome
         self.panel.set_busy(False, "")
         self._refresh_layers(outcome.layers, outcome.default_layer)
         self.panel.show_attribution(outcome.attribution)
         if outcome.sanity is not None:
             self.panel.show_sanity(outcome.sanity)
+        self.session.set_attribution(outcome)
+        self.attributionFinished.emit(outcome)
+        self.requestEnded.emit()
 
     def _on_error(self, message: str) -> None:
         self._job = None
         self.panel.set_busy(False, message)
         self.window.show_error(message)
+        self.requestFailed.emit(message)
+        self.requestEnded.emit()
 
-    def _on_progress(self, job_id: int, progress: Progress) -> None:
+    def _on_progress(self, job_id: int, progress: Any) -> None:
         if job_id == self._job and self._panel is not None:
             self.panel.show_status(progress.text)
 
@@ -405,8 +374,9 @@ class RunController(QObject):
         if job_id == self._job and self._panel is not None:
             self._job = None
             self.panel.set_busy(False, "Cancelled.")
+            self.requestEnded.emit()
 
 
 def install(window: Any) -> RunController:
-    """Add the Explain tab and its menu to `window` (a MainWindow); returns the controller."""
+    """Add the Explain tab and its menu to `window` (a MainWindow), bound to its session."""
     return RunController(window)

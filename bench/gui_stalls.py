@@ -77,7 +77,7 @@ def child(mode: str, folder: str) -> None:
             "run": run, "load_s": time.perf_counter() - started - 0.5, "ticks": len(gaps),
             "max_ms": ordered[-1], "p99_ms": ordered[int(0.99 * (len(ordered) - 1))],
             "over_target": sum(g > TARGET_MS for g in gaps),
-            "params": window.current_summary.totals.params,
+            "params": window.session.summary.totals.params,
         })
     print(json.dumps(results), flush=True)
     window.close()

@@ -23,6 +23,34 @@ class TinyCNN(nn.Module):
         return self.head(self.features(x).flatten(1))
 
 
+class SlowCNN(TinyCNN):
+    """TinyCNN whose every forward pass takes 40 ms, so a cancel lands mid-attribution."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import time
+
+        time.sleep(0.04)
+        return super().forward(x)
+
+
+class CrashingCNN(TinyCNN):
+    """TinyCNN that kills its own process with SIGSEGV while `crash_marker` exists: a native crash
+    inside a framework, as TensorFlow beside QtWebEngine produced it."""
+
+    def __init__(self, crash_marker: str = "") -> None:
+        super().__init__()
+        self.crash_marker = crash_marker
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import os
+        import signal
+        from pathlib import Path
+
+        if self.crash_marker and Path(self.crash_marker).exists():
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return super().forward(x)
+
+
 class TiedLM(nn.Module):
     """An embedding whose weight the output projection shares (tied weights)."""
 

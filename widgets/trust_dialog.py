@@ -1,4 +1,4 @@
-"""Asks before opening a file that holds pickled code; explains the risk; the default answer is no."""
+"""Asks before running code a file holds (a pickled module, a Keras Lambda); explains the risk; the default is no."""
 
 from __future__ import annotations
 
@@ -18,16 +18,19 @@ RISK = (
 class TrustDialog(QMessageBox):
     """The question 'run the code in this file?', answered No unless the user picks Open."""
 
-    def __init__(self, path: Path | str, message: str, parent: QWidget | None = None) -> None:
+    def __init__(self, path: Path | str, message: str, parent: QWidget | None = None, action: str = "open") -> None:
         super().__init__(parent)
         self.path = Path(path)
         self.setIcon(QMessageBox.Icon.Warning)
         self.setWindowTitle("Run code from this file?")
-        self.setText(f"<b>{self.path.name}</b> contains pickled Python code, not just weights.")
+        self.setText(f"<b>{self.path.name}</b> contains Python code, not just weights."
+                     + (" LayerScope showed its layers without running it; running the model runs that code."
+                        if action == "run" else ""))
         self.setInformativeText(RISK)
         self.setDetailedText(message)
-        self.open_button = self.addButton("Open and run its code", QMessageBox.ButtonRole.AcceptRole)
-        self.no_button = self.addButton("Don't open", QMessageBox.ButtonRole.RejectRole)
+        yes, no = (("Run its code", "Don't run") if action == "run" else ("Open and run its code", "Don't open"))
+        self.open_button = self.addButton(yes, QMessageBox.ButtonRole.AcceptRole)
+        self.no_button = self.addButton(no, QMessageBox.ButtonRole.RejectRole)
         self.setDefaultButton(self.no_button)
         self.setEscapeButton(self.no_button)
 

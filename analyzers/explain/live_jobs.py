@@ -122,6 +122,23 @@ class LiveModels:
     def __len__(self) -> int:
         return len(self._open)
 
+    def leftover_hooks(self) -> list[str]:
+        """Hooks still registered on any module of an open PyTorch model ('path: Module._forward_hooks x2');
+        empty after every run, attribution or cancel (tests and the runner's self-check ask)."""
+        found: list[str] = []
+        for key, live in self._open.items():
+            module = getattr(live, "module", None)
+            if module is None or not hasattr(module, "modules"):
+                continue
+            from analyzers.runtime.torch_runtime import HOOK_DICTS
+
+            for m in module.modules():
+                for name in HOOK_DICTS:
+                    hooks = getattr(m, name, None)
+                    if hooks:
+                        found.append(f"{Path(key[0]).name}: {type(m).__name__}.{name} x{len(hooks)}")
+        return found
+
 
 def run_job(models: LiveModels, ref: ModelRef, settings: RunSettings, token: CancelToken) -> Steps[RunOutcome]:
     """Open (or reuse) the model, build the input, predict and time it."""
@@ -145,6 +162,12 @@ def attribute_job(models: LiveModels, ref: ModelRef, settings: AttributeSettings
     if settings.sanity:
         sanity = yield from randomization_check(live, result, settings.sanity_layers, settings.request.seed, token)
     return AttributeOutcome(result, sanity, live.layers(), live.default_layer(), live.describe())
+
+
+def hooks_job(models: LiveModels, _token: CancelToken) -> Steps[list[str]]:
+    """The hooks left on open models (see LiveModels.leftover_hooks)."""
+    yield Progress(0, None, "Checking hooks")
+    return models.leftover_hooks()
 
 
 def devices_job(_token: CancelToken) -> Steps[list[tuple[str, str]]]:

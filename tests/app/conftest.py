@@ -9,11 +9,13 @@ import pytest
 
 @pytest.fixture(scope="session", autouse=True)
 def _stop_loader_process():
-    """The shared loader child lives for the session; stop it at the end."""
+    """The shared loader and model-runner children live for the session; stop them at the end."""
     yield
     from app.loader_process import shutdown_shared
+    from app.runner_process import shutdown_shared as shutdown_runner
 
     shutdown_shared()
+    shutdown_runner()
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
-"""The Explain tab driven like a user: run, attribute, follow the tree's layer, cancel mid-IG without leftover hooks."""
+"""The Explain tab driven like a user: run, attribute, follow the tree's layer, cancel mid-IG without leftover
+hooks, and a framework crash that ends the runner process, never the window."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -11,26 +11,21 @@ import torch
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QMainWindow, QTabWidget
 
+from analyzers.explain.live_jobs import build_input
 from analyzers.loaders import LoadOptions, open_model
-from analyzers.runtime.torch_runtime import HOOK_DICTS
-from analyzers.tasks import drive
+from analyzers.runtime import load_live_model
+from analyzers.tasks import CancelToken, drive
+from app.loading import Loaded
 from app.run_controller import AttributeOutcome, RunController, RunOutcome, arch_classes, install
+from app.runner_process import RunnerProcess
+from app.session import ModelSession
 from app.workers import JobRunner
-from tests.torch_fixtures import TinyCNN
-
-
-class SlowCNN(TinyCNN):
-    """TinyCNN whose every forward pass takes 40 ms, so a cancel lands mid-attribution."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        time.sleep(0.04)
-        return super().forward(x)
+from tests.torch_fixtures import CrashingCNN, SlowCNN, TinyCNN
 
 
 class FakeWindow(QMainWindow):
-    """The MainWindow contract the controller relies on, without loading machinery."""
+    """The MainWindow contract the controller relies on (a session, jobs, tabs), without loading machinery."""
 
-    modelChanged = Signal(object)
     layerSelected = Signal(str)
 
     def __init__(self) -> None:
@@ -38,10 +33,9 @@ class FakeWindow(QMainWindow):
         self.jobs = JobRunner(self)
         self.tabs = QTabWidget(self)
         self.setCentralWidget(self.tabs)
-        self.current_summary = None
-        self.current_path: Path | None = None
-        self.current_options: LoadOptions | None = None
+        self.session = ModelSession("A", self)
         self.errors: list[str] = []
+        self.last_error: str | None = None
         self.opened: list[tuple[Path, LoadOptions]] = []
 
     def add_tab(self, title, widget) -> int:
@@ -49,30 +43,43 @@ class FakeWindow(QMainWindow):
 
     def show_error(self, message: str) -> None:
         self.errors.append(message)
+        self.last_error = message
 
     def open_path(self, path, options=None) -> None:
         self.opened.append((Path(path), options))
 
     def show_model(self, path: Path, options: LoadOptions) -> None:
-        self.current_path, self.current_options = path, options
-        self.current_summary = drive(open_model(path, options))
-        self.modelChanged.emit(self.current_summary)
+        summary = drive(open_model(path, options))
+        self.session.set_loaded(Loaded(Path(path), options, summary, None))
 
 
 @pytest.fixture
-def setup(qtbot, tmp_path):
-    def make(model_cls=TinyCNN):
+def runner():
+    """A model-runner process of this test's own (the shared one is the application's)."""
+    process = RunnerProcess()
+    yield process
+    process.close()
+
+
+@pytest.fixture
+def setup(qtbot, tmp_path, runner):
+    def make(model_cls=TinyCNN, **kwargs):
         torch.manual_seed(0)
-        model = model_cls().eval()
+        model = model_cls(**kwargs).eval()
         path = tmp_path / "cnn.pt"
         torch.save(model, path)
         window = FakeWindow()
         qtbot.addWidget(window)
-        controller = install(window)
+        controller = RunController(window, runner=runner)
         window.show_model(path, LoadOptions(trust=True))
         return window, controller, model
 
     return make
+
+
+def leftover_hooks(runner: RunnerProcess) -> list[str]:
+    """Hooks on the runner's open models, asked of the runner process itself."""
+    return drive(runner.request("hooks", CancelToken()))
 
 
 def is_outcome(cls):
@@ -91,7 +98,7 @@ def test_model_change_fills_the_panel_without_loading_a_framework_model(setup):
     assert panel.run_button.isEnabled() and panel.pre_box.isVisibleTo(panel)
     assert panel.layer.findData("features.0") >= 0
     assert panel.source.currentData() == "image"
-    assert controller._live is None  # nothing runs before the user asks
+    assert not controller.runner.running  # nothing runs before the user asks: no runner process yet
 
 
 def test_run_shows_top_k_latency_and_device(qtbot, setup):
@@ -104,7 +111,8 @@ def test_run_shows_top_k_latency_and_device(qtbot, setup):
         panel.run_button.click()
     assert panel.top.rowCount() == 4 and panel.device_label.text() == "cpu"
     assert "ms median" in panel.latency_label.text() and panel.memory_label.text()
-    x = torch.from_numpy(controller._input(controller._live, panel.input_choice()).array)
+    live = load_live_model(window.session.path, LoadOptions(trust=True))  # the same input, built here
+    x = torch.from_numpy(build_input(live, panel.input_choice()).array)
     with torch.no_grad():
         best = int(model(x).argmax())
     assert panel.top.item(0, 0).text() == str(best)
@@ -124,7 +132,7 @@ def test_attribute_paints_the_captum_map_and_follows_the_tree(qtbot, setup):
     panel.target.setCurrentIndex(panel.target.findData(None))
     with qtbot.waitSignal(window.jobs.finished, timeout=60_000, check_params_cb=is_outcome(AttributeOutcome)):
         panel.attribute_button.click()
-    result = controller.last_attribution.attribution
+    result = window.session.last_attribution.attribution
     assert result.parameters["layer"] == "features.2"
     x = torch.from_numpy(result.input.array)
     theirs = LayerGradCam(model, model.features[2]).attribute(x, target=result.target, relu_attributions=True)
@@ -159,12 +167,9 @@ def test_cancel_mid_ig_from_the_gui_leaves_no_hooks(qtbot, setup):
         panel.cancel_button.click()
     assert panel.run_button.isEnabled() and panel.status.text() == "Cancelled."
     wait_done(qtbot, window)
-    module = controller._live.module
-    for m in module.modules():
-        for name in HOOK_DICTS:
-            hooks = getattr(m, name, None)
-            assert not hooks, (type(m).__name__, name, hooks)
-    assert controller.last_attribution is None  # the cancelled result was never painted
+    assert controller.runner.running  # a cancel stops the job, not the runner (its model stays open)
+    assert leftover_hooks(controller.runner) == []
+    assert window.session.last_attribution is None  # the cancelled result was never painted
 
 
 def test_attach_architecture_reopens_with_arch(setup, tmp_path):
@@ -174,7 +179,7 @@ def test_attach_architecture_reopens_with_arch(setup, tmp_path):
     assert arch_classes(code) == ["Net", "Other"]
     controller.apply_architecture(code, "Net", '{"width": 4}')
     path, options = window.opened[-1]
-    assert path == window.current_path and options.arch == f"{code.resolve()}:Net"
+    assert path == window.session.path and options.arch == f"{code.resolve()}:Net"
     assert options.arch_kwargs == {"width": 4} and options.trust
     controller.apply_architecture(code, "Net", "{not json")
     assert "not valid JSON" in window.errors[-1]
@@ -195,7 +200,7 @@ def test_the_real_window_gets_an_explain_tab(qtbot, make_window, open_and_wait, 
     assert "attach its architecture" in panel.status.text()
 
 
-def test_bundled_sample_model_lists_its_samples_and_runs_one(qtbot):
+def test_bundled_sample_model_lists_its_samples_and_runs_one(qtbot, runner):
     from analyzers import samples
     from analyzers.errors import LayerScopeError
 
@@ -205,7 +210,7 @@ def test_bundled_sample_model_lists_its_samples_and_runs_one(qtbot):
         pytest.skip(f"sample zoo not built: {exc}")
     window = FakeWindow()
     qtbot.addWidget(window)
-    controller = install(window)
+    controller = RunController(window, runner=runner)
     window.show_model(entry.file, LoadOptions())
     panel = controller.panel
     assert panel.source.currentData() == "sample" and panel.sample.count() == len(entry.samples)
@@ -216,3 +221,92 @@ def test_bundled_sample_model_lists_its_samples_and_runs_one(qtbot):
     with qtbot.waitSignal(window.jobs.finished, timeout=60_000, check_params_cb=is_outcome(RunOutcome)):
         panel.run_button.click()
     assert panel.top.item(0, 1).text() == "7"
+
+
+def test_a_crash_inside_the_framework_ends_the_runner_not_the_window(qtbot, setup, tmp_path):
+    """A native crash (SIGSEGV) while the model runs: one sentence, the window lives, Run works again."""
+    marker = tmp_path / "crash-now"
+    marker.touch()
+    window, controller, model = setup(CrashingCNN, crash_marker=str(marker))
+    panel = controller.panel
+    panel.source.setCurrentIndex(panel.source.findData("random"))
+    panel.shape.setText("1x28x28")
+    with qtbot.waitSignal(controller.requestFailed, timeout=120_000) as failed:
+        panel.run_button.click()
+    message = failed.args[0]
+    assert message.startswith("cnn.pt: the model runner stopped") and "SIGSEGV" in message
+    assert message.count(".") >= 1 and "\n" not in message and window.errors == [message]
+    assert controller.runner.deaths == 1 and not controller.runner.running
+    assert panel.run_button.isEnabled()  # the user can run again
+    marker.unlink()
+    with qtbot.waitSignal(controller.runFinished, timeout=120_000) as done:
+        panel.run_button.click()
+    live = load_live_model(window.session.path, LoadOptions(trust=True))
+    x = torch.from_numpy(build_input(live, panel.input_choice()).array)
+    with torch.no_grad():
+        best = int(model(x).argmax())
+    assert done.args[0].result.prediction.top[0].index == best
+    assert controller.runner.running and len(window.errors) == 1
+
+
+def test_the_window_process_never_imports_a_framework_to_run(tmp_path):
+    """Run and Attribute in the real window leave torch and TensorFlow out of the GUI process."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from app.gui import main\n"
+        "code = main(['--screenshot', sys.argv[1], '--tab', 'explain', '--attribute', 'saliency', sys.argv[2]])\n"
+        "heavy = sorted(m for m in ('torch', 'tensorflow', 'keras', 'captum') if m in sys.modules)\n"
+        "print('HEAVY=' + ','.join(heavy))\n"
+        "sys.exit(code)\n"
+    )
+    from analyzers import samples
+
+    try:
+        model = samples.sample_model("digits_cnn_keras").file
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"sample zoo not built: {exc}")
+    out = tmp_path / "explain.png"
+    done = subprocess.run([sys.executable, "-c", script, str(out), str(model)], capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "HEAVY=\n" in done.stdout or done.stdout.strip().endswith("HEAVY="), done.stdout
+    assert out.stat().st_size > 10_000
+
+
+def test_running_a_file_with_code_asks_first_and_no_is_the_default(qtbot, tmp_path, runner):
+    """A full pickled module opened untrusted shows its layers; Run asks before its code runs (Enter = no),
+    and the model runs only after the user says yes."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    torch.manual_seed(0)
+    model = TinyCNN().eval()
+    path = tmp_path / "module.pt"
+    torch.save(model, path)
+    window = FakeWindow()
+    qtbot.addWidget(window)
+    controller = RunController(window, runner=runner)
+    window.show_model(path, LoadOptions())
+    assert not window.session.options.trust and window.session.summary.totals.params == sum(
+        p.numel() for p in model.parameters())
+    panel = controller.panel
+    panel.source.setCurrentIndex(panel.source.findData("random"))
+    panel.shape.setText("1x28x28")
+    panel.run_button.click()
+    qtbot.waitUntil(lambda: controller.trust_dialog is not None, timeout=120_000)
+    dialog = controller.trust_dialog
+    assert dialog.defaultButton() is dialog.no_button and dialog.escapeButton() is dialog.no_button
+    assert "code" in dialog.informativeText()
+    with qtbot.waitSignal(controller.requestEnded, timeout=5000):
+        QTest.keyClick(dialog, Qt.Key.Key_Return)  # Enter takes the default answer
+    assert window.session.last_run is None and not window.session.options.trust
+    assert "not trusted" in panel.status.text()
+    panel.run_button.click()
+    qtbot.waitUntil(lambda: controller.trust_dialog is not None, timeout=120_000)
+    with qtbot.waitSignal(controller.runFinished, timeout=120_000):
+        qtbot.mouseClick(controller.trust_dialog.open_button, Qt.MouseButton.LeftButton)
+    assert window.session.options.trust and window.session.last_run is not None
+    assert window.errors == []

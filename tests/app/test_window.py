@@ -53,11 +53,11 @@ def test_each_format_shows_the_frameworks_numbers(window, open_and_wait, tmp_pat
         index = model.index_for_path(path)
         assert index.isValid(), path
         assert model.row_data(index).params_total == params, path
-    assert window.current_path == fixture.path
+    assert window.session.path == fixture.path
     assert window.memory_view.report.params == fixture.params
     assert window.overview.heading.text() == fixture.path.name
     assert sum(window.overview.block_chart.values) == pytest.approx(
-        sum(window.current_summary.node(k).total.params for k in window.overview.block_chart.keys))
+        sum(window.session.summary.node(k).total.params for k in window.overview.block_chart.keys))
 
 
 def test_selecting_a_layer_fills_the_inspector_and_highlights_the_charts(window, open_and_wait, tmp_path) -> None:
@@ -120,7 +120,7 @@ def test_a_corrupted_file_shows_the_error_dialog_and_keeps_the_model(window, ope
     dialog = window.error_dialog
     assert dialog is not None and dialog.isVisible()
     assert dialog.text() == message
-    assert window.current_path == good.path
+    assert window.session.path == good.path
     model, root = _root_row(window)
     assert model.data(root) == good.path.name
 
@@ -133,29 +133,13 @@ def test_an_unknown_file_is_one_sentence_too(window, open_and_wait, tmp_path) ->
     assert window.error_dialog.text() == message
 
 
-def test_the_trust_dialog_defaults_to_no(window, qtbot, tmp_path) -> None:
+def test_a_full_pickled_module_opens_without_running_its_code(window, open_and_wait, tmp_path) -> None:
+    """A whole pickled nn.Module opens with no question: it is read by a restricted unpickler that runs
+    nothing, so its tree and totals show; the question comes only when the user runs it (Explain)."""
     fixture = full_module_file(tmp_path)
-    window.open_path(fixture.path)
-    qtbot.waitUntil(lambda: window.trust_dialog is not None, timeout=120_000)
-    dialog = window.trust_dialog
-    assert dialog.defaultButton() is dialog.no_button
-    assert dialog.escapeButton() is dialog.no_button
-    assert "runs that code" in dialog.informativeText() or "code" in dialog.informativeText()
-    with qtbot.waitSignal(window.loadFinished, timeout=5000) as blocker:
-        QTest.keyClick(dialog, Qt.Key.Key_Return)  # Enter takes the default answer
-    assert blocker.args[0] is False
-    assert window.current_summary is None
-    assert not window.is_loading()
-
-
-def test_trusting_the_file_opens_the_module(window, qtbot, tmp_path) -> None:
-    fixture = full_module_file(tmp_path)
-    window.open_path(fixture.path)
-    qtbot.waitUntil(lambda: window.trust_dialog is not None, timeout=120_000)
-    with qtbot.waitSignal(window.loadFinished, timeout=120_000) as blocker:
-        qtbot.mouseClick(window.trust_dialog.open_button, Qt.MouseButton.LeftButton)
-    assert blocker.args == [True, ""]
-    assert window.current_options.trust
+    ok, message = open_and_wait(window, fixture.path)
+    assert ok, message
+    assert window.trust_dialog is None and not window.session.options.trust
     model, root = _root_row(window)
     assert model.row_data(root).params_total == fixture.params
     assert model.data(root.siblingAtColumn(1)) == "TinyCNN"
@@ -186,18 +170,18 @@ def test_cancelling_a_slow_load_keeps_the_previous_model(make_window, open_and_w
         qtbot.mouseClick(window.job_status.cancel_button, Qt.MouseButton.LeftButton)
     assert blocker.args[0] is False
     assert not window.job_status.isVisibleTo(window)
-    assert window.current_path == first.path
-    assert window.current_summary.totals.params == first.params
+    assert window.session.path == first.path
+    assert window.session.summary.totals.params == first.params
     model, root = _root_row(window)
     assert model.data(root) == first.path.name
     qtbot.waitUntil(lambda: not window.jobs.is_busy(), timeout=5000)  # the worker really stopped
-    assert window.current_path == first.path
+    assert window.session.path == first.path
 
 
 def test_slow_load_completes_through_the_loader_process(window, open_and_wait, tmp_path, slow_registered) -> None:
     ok, message = open_and_wait(window, slow_loader.write_slow(tmp_path / "small.slowmodel", steps=3))
     assert ok, message
-    assert window.current_summary.root.type == "Slow"
+    assert window.session.summary.root.type == "Slow"
 
 
 def test_drop_a_file_on_the_window(window, qtbot, tmp_path) -> None:
@@ -209,7 +193,7 @@ def test_drop_a_file_on_the_window(window, qtbot, tmp_path) -> None:
     with qtbot.waitSignal(window.loadFinished, timeout=60_000) as blocker:
         window.dropEvent(event)
     assert blocker.args == [True, ""]
-    assert window.current_path == fixture.path
+    assert window.session.path == fixture.path
 
 
 def test_recent_files_menu(window, open_and_wait, tmp_path, qtbot) -> None:
@@ -225,7 +209,7 @@ def test_recent_files_menu(window, open_and_wait, tmp_path, qtbot) -> None:
     window.close_model()
     with qtbot.waitSignal(window.loadFinished, timeout=60_000):
         entries[0].trigger()
-    assert window.current_path == fixture.path.resolve()
+    assert window.session.path == fixture.path.resolve()
 
 
 def test_shortcuts(window, open_and_wait, tmp_path, qtbot) -> None:
@@ -243,7 +227,7 @@ def test_shortcuts(window, open_and_wait, tmp_path, qtbot) -> None:
     QTest.keySequence(window, QKeySequence("Ctrl+F"))
     qtbot.waitUntil(lambda: window.tree.filter_edit.hasFocus(), timeout=2000)
     QTest.keySequence(window, QKeySequence("Ctrl+W"))
-    qtbot.waitUntil(lambda: window.current_summary is None, timeout=2000)
+    qtbot.waitUntil(lambda: window.session.summary is None, timeout=2000)
     assert window.tree.model.rowCount() == 0
     qtbot.waitUntil(lambda: not window.views_pending(), timeout=3000)
     assert window.overview.stack.currentIndex() == 0  # the welcome text
@@ -338,13 +322,13 @@ def test_memory_controls_for_a_decoder_lm(window, open_and_wait, tmp_path, qtbot
     assert open_and_wait(window, fixture.path)[0]
     view = window.memory_view
     assert view.seq_spin.isVisibleTo(view) and view.batch_spin.isVisibleTo(view)
-    config = window.current_summary.config
+    config = window.session.summary.config
     head_dim = config["hidden_size"] // config["num_attention_heads"]
     view.seq_spin.setValue(100)
     view.batch_spin.setValue(3)
     report = view.report
     assert (report.batch, report.seq_len) == (3, 100)
-    assert report == estimate_memory(window.current_summary, batch=3, seq_len=100)
+    assert report == estimate_memory(window.session.summary, batch=3, seq_len=100)
     kv = report.inference["bfloat16"].bytes - report.weights["bfloat16"].bytes - report.buffer_bytes
     assert kv == config["num_hidden_layers"] * config["num_key_value_heads"] * head_dim * 3 * 100 * 2 * 2
     assert view.chart.totals() == [float(view.table.item(r, 4).text().replace(",", ""))
@@ -367,7 +351,7 @@ def test_add_tab_and_close_model(window, open_and_wait, tmp_path) -> None:
     index = window.add_tab("Explain", QLabel("x"))
     assert window.tabs.tabText(index) == "Explain" and window.tab_index("explain") == index
     changed = []
-    window.modelChanged.connect(changed.append)
+    window.session.changed.connect(lambda session: changed.append(session.summary))
     fixture = safetensors_file(tmp_path)
     assert open_and_wait(window, fixture.path)[0]
     window.close_model()
