@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QPoint, Qt, Signal
 from PySide6.QtWidgets import (
+    QAbstractScrollArea,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -49,6 +50,7 @@ from widgets.token_view import TokenView
 
 SOURCES = (("sample", "Bundled sample"), ("image", "Image file"), ("text", "Text"), ("random", "Random tensor"),
            ("npy", ".npy array"))
+STACKED_RESULTS_HEIGHT = 640  # results and map below the controls (narrow window): room for the map
 METHOD_FIELDS = {
     "saliency": ("abs",),
     "ig": ("steps", "baseline"),
@@ -57,6 +59,29 @@ METHOD_FIELDS = {
     "gradcam": ("layer", "relu"),
     "smoothgrad": ("smooth_base", "smooth_samples", "noise", "seed"),
 }
+
+
+class SteadyComboBox(QComboBox):
+    """A combo box whose width never follows its items (long layer names, sample sentences, labels).
+
+    A plain QComboBox sizes itself to its longest item when first shown: Grad-CAM's layer list
+    ("encoder.layers.0.self_attn.out_proj  (NonDynamicallyQuantizableLinear)") widened the controls
+    column past its scroll area and cut off Cancel. The current item is elided and in the tooltip;
+    the drop-down list is as wide as its longest item."""
+
+    def __init__(self, parent: QWidget | None = None, chars: int = 14) -> None:
+        super().__init__(parent)
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(chars)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.currentTextChanged.connect(self.setToolTip)
+
+    def showPopup(self) -> None:  # noqa: N802 - Qt's name
+        """Open the list wide enough for its longest item."""
+        view = self.view()
+        view.setTextElideMode(Qt.TextElideMode.ElideNone)
+        view.setMinimumWidth(view.sizeHintForColumn(0) + view.verticalScrollBar().sizeHint().width() + 8)
+        super().showPopup()
 
 
 class RunPanel(QWidget):
@@ -103,7 +128,11 @@ class RunPanel(QWidget):
         splitter.setStretchFactor(0, 0)  # the controls keep their width; the map takes what is left
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([300, 700])
+        splitter.setChildrenCollapsible(False)
         scroll.setMinimumWidth(left.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4)
+        self.splitter, self.controls_scroll, self._controls, self._results = splitter, scroll, left, right
+        self._watched: QWidget | None = None
+        left.installEventFilter(self)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
@@ -113,6 +142,74 @@ class RunPanel(QWidget):
         self.arch_button.clicked.connect(self.attachArchitectureRequested)
         self.set_model("", "unknown", [], None, [], ())
 
+    # --- side by side, or one above the other ---------------------------------------------------
+
+    def side_by_side_width(self) -> int:
+        """The narrowest width at which controls and results fit next to each other."""
+        return (self.controls_scroll.minimumWidth() + self.splitter.handleWidth()
+                + self._results.minimumSizeHint().width())
+
+    def fit_width(self, width: int) -> None:
+        """Controls beside the results when `width` allows it, else above them (nothing is cut off)."""
+        wide = width >= self.side_by_side_width()
+        orientation = Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical
+        turned = self.splitter.orientation() != orientation
+        self.splitter.setOrientation(orientation)
+        # One above the other: the controls show whole (no scrolling inside a scrolling page).
+        tall = 0 if wide else self._controls.minimumSizeHint().height() + 4
+        if tall != self.controls_scroll.minimumHeight() or turned:
+            self.controls_scroll.setMinimumHeight(tall)
+            # below the controls, the results keep the height they need (the page scrolls instead)
+            self._results.setMinimumHeight(0 if wide else max(STACKED_RESULTS_HEIGHT, self._results.sizeHint().height()))
+            self.splitter.setSizes([300, 700] if wide else [tall, self._results.minimumHeight()])
+
+    def stacked(self) -> bool:
+        """True when the controls sit above the results (a narrow window)."""
+        return self.splitter.orientation() == Qt.Orientation.Vertical
+
+    def _viewport(self) -> QWidget | None:
+        """The viewport of the scroll area the page sits in (the window wraps each tab in one), if any."""
+        w = self.parentWidget()
+        while w is not None:
+            if isinstance(w, QAbstractScrollArea):
+                return w.viewport()
+            w = w.parentWidget()
+        return None
+
+    def _available_width(self) -> int:
+        viewport = self._watched
+        if viewport is None:
+            return self.width()
+        area = viewport.parentWidget()
+        content = area.widget() if isinstance(area, QScrollArea) else None
+        offset = self.mapTo(content, QPoint(0, 0)).x() if content is not None and content.isAncestorOf(self) else 0
+        return viewport.width() - offset
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Watch the page's viewport: a scroll area never shrinks the panel below its minimum itself."""
+        viewport = self._viewport()
+        if viewport is not self._watched:
+            if self._watched is not None:
+                self._watched.removeEventFilter(self)
+            self._watched = viewport
+            if viewport is not None:
+                viewport.installEventFilter(self)
+        self.fit_width(self._available_width())
+        super().showEvent(event)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Re-fit when there is no viewport to watch."""
+        if self._watched is None:
+            self.fit_width(event.size().width())
+        super().resizeEvent(event)
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        """The viewport was resized, or the controls changed (a model, a method): re-fit."""
+        if (watched is self._watched and event.type() == QEvent.Type.Resize) or (
+                watched is self._controls and event.type() == QEvent.Type.LayoutRequest):
+            self.fit_width(self._available_width())
+        return super().eventFilter(watched, event)
+
     # --- building -------------------------------------------------------------------------------
 
     def _build_inputs(self) -> None:
@@ -121,10 +218,10 @@ class RunPanel(QWidget):
         self.arch_button = QPushButton("Attach architecture…", self)
         self.arch_button.setToolTip("A state_dict holds weights only: pick the .py file and class that build it")
         self.input_box = QGroupBox("Input", self)
-        self.source = QComboBox(self)
+        self.source = SteadyComboBox(self)
         for key, title in SOURCES:
             self.source.addItem(title, key)
-        self.sample = QComboBox(self)
+        self.sample = SteadyComboBox(self)
         self.image_path = QLineEdit(self)
         self.image_path.setPlaceholderText("PNG or JPEG file")
         image_browse = QPushButton("Browse…", self)
@@ -150,7 +247,7 @@ class RunPanel(QWidget):
                 row.addWidget(w)
             self.source_pages.addWidget(page)
         self.source.currentIndexChanged.connect(self._on_source)
-        self.device = QComboBox(self)
+        self.device = SteadyComboBox(self)
         self.set_devices([("auto", "best available"), ("cpu", "CPU")])
         self.top_k = QSpinBox(self)
         self.top_k.setRange(1, 100)
@@ -166,9 +263,9 @@ class RunPanel(QWidget):
         for s in (self.pre_h, self.pre_w):
             s.setRange(0, 4096)
             s.setSpecialValueText("keep")
-        self.pre_channels = QComboBox(self)
+        self.pre_channels = SteadyComboBox(self)
         self.pre_channels.addItems(["1", "3"])
-        self.pre_layout = QComboBox(self)
+        self.pre_layout = SteadyComboBox(self)
         self.pre_layout.addItems(["NCHW", "NHWC"])
         self.pre_scale = QDoubleSpinBox(self)
         self.pre_scale.setDecimals(6)
@@ -192,15 +289,15 @@ class RunPanel(QWidget):
 
     def _build_method(self) -> None:
         self.method_box = QGroupBox("Attribution", self)
-        self.method = QComboBox(self)
+        self.method = SteadyComboBox(self)
         for key, info in METHODS.items():
             self.method.addItem(info.title, key)
         self.method.setCurrentIndex(list(METHODS).index("ig"))
-        self.target = QComboBox(self)
+        self.target = SteadyComboBox(self)
         self.steps = QSpinBox(self)
         self.steps.setRange(1, MAX_GAUSS_LEGENDRE_STEPS)
         self.steps.setValue(DEFAULT_IG_STEPS)
-        self.baseline = QComboBox(self)
+        self.baseline = SteadyComboBox(self)
         self.baseline.addItems(list(BASELINES))
         self.occ_window = QSpinBox(self)
         self.occ_window.setRange(0, 4096)
@@ -211,7 +308,7 @@ class RunPanel(QWidget):
         self.samples = QSpinBox(self)
         self.samples.setRange(1, 10000)
         self.samples.setValue(20)
-        self.smooth_base = QComboBox(self)
+        self.smooth_base = SteadyComboBox(self)
         for key, info in METHODS.items():
             if key != "smoothgrad":
                 self.smooth_base.addItem(info.title, key)
@@ -222,7 +319,7 @@ class RunPanel(QWidget):
         self.noise.setRange(0.0, 5.0)
         self.noise.setSingleStep(0.05)
         self.noise.setValue(0.15)
-        self.layer = QComboBox(self)
+        self.layer = SteadyComboBox(self)
         self.abs = QCheckBox("absolute gradients", self)
         self.abs.setChecked(True)
         self.relu = QCheckBox("positive evidence only (ReLU)", self)

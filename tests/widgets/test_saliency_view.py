@@ -135,3 +135,47 @@ def test_each_attribution_replaces_the_sanity_row(qtbot):
     panel.show_attribution(ig)
     panel.show_prediction(ig.prediction, "cpu")  # a plain Run: no attribution, no check to show
     assert panel.sanity_label.text() == ""
+
+
+def _page_around(panel: RunPanel, width: int, height: int):
+    """The panel as the window holds it: in a page, in the tab's scroll area."""
+    from PySide6.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+
+    page = QWidget()
+    QVBoxLayout(page).setContentsMargins(0, 0, 0, 0)
+    page.layout().addWidget(panel)
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setWidget(page)
+    area.resize(width, height)
+    return area
+
+
+@pytest.mark.parametrize("width", [665, 560, 420])  # the Explain tab at 1500x900, at ~1200x750, narrower
+def test_the_explain_controls_are_never_cut_off(qtbot, width):
+    """Grad-CAM's long layer names widened the controls past their column and cut off Cancel."""
+    from PySide6.QtCore import QPoint
+
+    from tests.zoo_helpers import zoo_or_skip
+
+    entry = zoo_or_skip("transformer_text_torch")  # its sample sentences are the long items
+    panel = RunPanel()
+    area = _page_around(panel, width, 800)
+    qtbot.addWidget(area)
+    samples = [(text, str(i)) for i, text in enumerate(entry.samples)]
+    layers = [LayerRef("embedding", "Embedding", "embedding")] + [
+        LayerRef(f"encoder.layers.{i}.self_attn.out_proj", "NonDynamicallyQuantizableLinear", "linear") for i in range(2)]
+    panel.set_model("transformer_text_torch.pt (pytorch)", "text", samples, None, layers, ("negative", "positive"))
+    area.show()
+    qtbot.waitExposed(area)
+    for method in ("ig", "gradcam", "smoothgrad", "occlusion"):
+        panel.method.setCurrentIndex(panel.method.findData(method))
+        qtbot.wait(20)
+        controls = panel.controls_scroll
+        corner = panel.cancel_button.mapTo(controls.viewport(), QPoint(panel.cancel_button.width(),
+                                                                      panel.cancel_button.height()))
+        assert 0 < corner.x() <= controls.viewport().width(), (method, corner.x(), controls.viewport().width())
+        assert not controls.horizontalScrollBar().isVisible(), method
+        assert not area.horizontalScrollBar().isVisible(), (method, panel.minimumSizeHint().width(), width)
+    assert panel.stacked() == (width < panel.side_by_side_width())
