@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzers.attribution_display import output_position
 from analyzers.errors import LayerScopeError
 from analyzers.inputs import ModelInput, check_input_fits
 from analyzers.tasks import CancelToken, Progress, Steps
@@ -362,13 +363,15 @@ def _map_notes(request: AttributionRequest, attr: np.ndarray) -> tuple[str, ...]
 
 
 def target_label(live: LiveModel, prediction: Prediction, inp: ModelInput, target: int) -> str:
-    """A readable name for the target: the class label, the token at a QA position, or the output index."""
+    """A readable name for the target: the class label, the token at a QA position, or where in the output it is."""
     if prediction.kind == "qa":
         return inp.tokens[target] if target < len(inp.tokens) else str(target)
     if prediction.kind == "classes" and len(prediction.top) == 1 and prediction.output.shape in ((), (1,)):
         return prediction.top[0].label  # a single sigmoid output: its score is the positive class's
     if prediction.kind == "classes" and target < len(live.labels):
         return live.labels[target]
+    if prediction.kind == "raw":  # a flat index into an unlabeled output: say where it points
+        return output_position(target, tuple(prediction.output.shape))
     return str(target)
 
 

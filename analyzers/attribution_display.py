@@ -235,3 +235,73 @@ def render_tokens(tokens: tuple[str, ...] | list[str], scores: np.ndarray, sign:
         draw.rectangle((bx, by, bx + w, by + line_h), fill=fill, outline=(200, 200, 200))
         draw.text((bx + 5, by + 5), tok, fill="black", font=font)
     return np.asarray(img)
+
+
+# ---------------------------------------------------------------------------------------------
+# A raw output read as a picture (a generator's image), and a flat output index in words
+
+MIN_PICTURE_SIDE = 8  # a (2, 50) regression output is not a picture; 8x8 digits are
+
+
+def image_axes(shape: tuple[int, ...]) -> str | None:
+    """'HW', 'HWC' or 'CHW' when an output of `shape` (no batch axis) reads as a picture, else None."""
+    dims = tuple(int(d) for d in shape)
+    if len(dims) == 2 and min(dims) >= MIN_PICTURE_SIDE:
+        return "HW"
+    if len(dims) == 3:
+        if dims[2] in (1, 3, 4) and min(dims[:2]) >= MIN_PICTURE_SIDE:
+            return "HWC"
+        if dims[0] in (1, 3, 4) and min(dims[1:]) >= MIN_PICTURE_SIDE:
+            return "CHW"
+    return None
+
+
+def output_picture(values: np.ndarray | None) -> np.ndarray | None:
+    """A raw output as (H, W) or (H, W, 3) in [0, 1] when its shape is image-like, else None.
+
+    Values in [0, 1] are kept, tanh outputs in [-1, 1] map to (v + 1) / 2, 0-255 pixels are divided
+    by 255, anything else is stretched from its minimum to its maximum."""
+    if values is None:
+        return None
+    a = np.asarray(values, dtype=np.float64)
+    axes = image_axes(a.shape)
+    if axes is None or not np.all(np.isfinite(a)):
+        return None
+    if axes == "CHW":
+        a = np.transpose(a, (1, 2, 0))
+    if a.ndim == 3:
+        a = a[:, :, 0] if a.shape[2] == 1 else a[:, :, :3]
+    lo, hi = float(a.min()), float(a.max())
+    if lo >= 0.0 and hi <= 1.0:
+        pass
+    elif lo >= -1.0 and hi <= 1.0:
+        a = (a + 1.0) / 2.0
+    elif lo >= 0.0 and hi <= 255.0:
+        a = a / 255.0
+    else:
+        a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+    return np.clip(a, 0.0, 1.0).astype(np.float32)
+
+
+def output_pixel(index: int, shape: tuple[int, ...]) -> tuple[int, int] | None:
+    """(row, column) of a flat output index in an image-like output, else None."""
+    axes = image_axes(shape)
+    if axes is None or not 0 <= index < int(np.prod(shape)):
+        return None
+    pos = np.unravel_index(int(index), tuple(int(d) for d in shape))
+    return (int(pos[1]), int(pos[2])) if axes == "CHW" else (int(pos[0]), int(pos[1]))
+
+
+def output_position(index: int, shape: tuple[int, ...]) -> str:
+    """A flat output index in words: "output pixel (4, 17)", "output element [2, 5]", "output element 129"."""
+    dims = tuple(int(d) for d in shape)
+    if len(dims) <= 1 or not 0 <= index < int(np.prod(dims)):
+        return f"output element {index}"
+    pos = [int(p) for p in np.unravel_index(int(index), dims)]
+    axes = image_axes(dims)
+    if axes is None:
+        return f"output element [{', '.join(map(str, pos))}]"
+    row, col = output_pixel(index, dims)  # type: ignore[misc] - image-like, so a pixel
+    channels = dims[2] if axes == "HWC" else dims[0] if axes == "CHW" else 1
+    channel = pos[2] if axes == "HWC" else pos[0] if axes == "CHW" else 0
+    return f"output pixel ({row}, {col})" + (f", channel {channel}" if channels > 1 else "")

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar", ".safetensors", ".jit", ".ts", ".torchscript")
+MAX_KEPT_OUTPUT = 1 << 16  # a raw output this small travels with its prediction (128x128 RGB; 256 KiB)
 NOT_RUNNABLE = {
     ".onnx": "ONNX models can be inspected but not run here",
     ".gguf": "GGUF files can be inspected but not run here",
@@ -88,6 +89,9 @@ class Prediction:
     target: int  # the default attribution target: predicted class, answer start, or the largest output
     answer: Answer | None = None
     probabilities: str = "softmax"  # how probabilities were obtained: softmax | model | sigmoid | none
+    # A raw output's first row as float32 (no batch axis) when it has at most MAX_KEPT_OUTPUT values:
+    # what the Explain tab draws when the output is a picture (a generator's image).
+    values: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able form for `--json` output."""
@@ -317,7 +321,8 @@ def summarise_outputs(outputs: Mapping[str, np.ndarray], labels: tuple[str, ...]
     if not classifier or task.startswith("generat"):
         order = np.argsort(-np.abs(row))[:top_k]
         top = tuple(ClassScore(int(i), "", float("nan"), float(row[i])) for i in order)
-        return Prediction("raw", top, stats, int(np.argmax(row)), probabilities="none")
+        kept = main[0].astype(np.float32) if main.ndim and main[0].size <= MAX_KEPT_OUTPUT else None
+        return Prediction("raw", top, stats, int(np.argmax(row)), probabilities="none", values=kept)
     if row.size == 1:
         value = float(row[0])
         if 0.0 <= value <= 1.0:

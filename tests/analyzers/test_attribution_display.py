@@ -92,3 +92,72 @@ def test_rank_and_spearman_match_scipy():
     np.testing.assert_allclose(rank(a), rankdata(a))
     assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
     assert np.isnan(spearman(np.ones(5), np.arange(5.0)))
+
+
+# --- a raw output read as a picture, a flat index in words --------------------------------------
+
+
+def test_image_like_outputs_become_pictures_in_the_unit_range():
+    from analyzers.attribution_display import image_axes, output_picture
+
+    rng = np.random.default_rng(7)
+    tanh = np.tanh(rng.normal(size=(28, 28, 1)))  # a DCGAN generator's output
+    np.testing.assert_allclose(output_picture(tanh), (tanh[:, :, 0] + 1) / 2, rtol=1e-6)
+    chw = rng.random((3, 16, 12))  # an RGB image, channels first, already in [0, 1]
+    np.testing.assert_allclose(output_picture(chw), np.moveaxis(chw, 0, -1), rtol=1e-6)
+    pixels = rng.integers(0, 256, size=(10, 9)).astype(float)
+    np.testing.assert_allclose(output_picture(pixels), pixels / 255, rtol=1e-6)
+    wide = rng.normal(size=(12, 12)) * 40  # any other range: stretched from its minimum to its maximum
+    pic = output_picture(wide)
+    assert pic.min() == 0 and pic.max() == pytest.approx(1)
+    assert image_axes((10,)) is None and image_axes((2, 50)) is None and image_axes((5, 28, 28)) is None
+    assert output_picture(rng.normal(size=(100,))) is None and output_picture(None) is None
+
+
+def test_a_flat_output_index_is_said_in_words():
+    from analyzers.attribution_display import output_pixel, output_position
+
+    # 129 = 4 * 28 + 17: row 4, column 17 of a 28x28 single-channel image
+    assert output_position(129, (28, 28, 1)) == "output pixel (4, 17)"
+    assert output_pixel(129, (28, 28, 1)) == (4, 17)
+    # channels first: index = c * H * W + r * W + col
+    assert output_position(2 * 16 * 12 + 3 * 12 + 5, (3, 16, 12)) == "output pixel (3, 5), channel 2"
+    assert output_position(7, (2, 5)) == "output element [1, 2]"
+    assert output_position(7, (10,)) == "output element 7"
+    assert output_pixel(7, (10,)) is None
+
+
+def test_a_raw_prediction_carries_its_output_only_when_small():
+    from analyzers.runtime import MAX_KEPT_OUTPUT, summarise_outputs
+
+    image = np.tanh(np.random.default_rng(3).normal(size=(1, 28, 28, 1))).astype(np.float32)
+    pred = summarise_outputs({"image": image}, (), 5, task="generation")
+    assert pred.kind == "raw"
+    np.testing.assert_array_equal(pred.values, image[0])
+    assert pred.target == int(np.argmax(image))
+    side = int(np.sqrt(MAX_KEPT_OUTPUT)) + 1  # one value past the limit
+    big = summarise_outputs({"image": np.zeros((1, side, side), np.float32)}, (), 5, task="generation")
+    assert big.values is None
+
+
+@pytest.mark.slow
+def test_the_bundled_gan_names_its_target_pixel_and_draws_its_image():
+    """The GAN generator's attribution target read "129 (129)": it is now the pixel it points at."""
+    from analyzers.attribution import AttributionRequest, compute
+    from analyzers.attribution_display import output_picture, output_pixel
+    from analyzers.inputs import ModelInput
+    from analyzers.runtime import load_live_model
+    from tests.zoo_helpers import zoo_or_skip
+
+    entry = zoo_or_skip("gan_generator_keras")
+    live = load_live_model(entry.file, device="cpu")
+    latent = np.load(entry.samples[0]).astype(np.float32)[None]
+    inp = ModelInput("latent", latent, "latent_0.npy")
+    out = np.asarray(live.outputs(inp)[next(iter(live.outputs(inp)))])[0]  # the framework's own answer
+    result = compute(live, inp, AttributionRequest("saliency"))
+    np.testing.assert_allclose(result.prediction.values, out, rtol=1e-5, atol=1e-6)
+    row, col = output_pixel(result.target, out.shape)
+    assert out[row, col].max() == pytest.approx(out.max())  # the default target: the brightest pixel
+    assert result.target_label == f"output pixel ({row}, {col})"
+    assert output_picture(result.prediction.values).shape == out.shape[:2]
+    assert result.map.shape == (latent.shape[1],)  # one score per latent dimension
