@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attribute", metavar="METHOD",
                    help="with --screenshot --tab explain: run the model and this attribution method "
                         "(saliency, ig, gradshap, occlusion, gradcam, smoothgrad) on the default input first")
+    p.add_argument("--input", metavar="INPUT",
+                   help="with --attribute: the input to explain, as `run --input` takes it (an image or .npy "
+                        "file, random:SHAPE, or a text); default: the bundled sample")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds --screenshot waits (default 180)")
     p.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)  # load in a thread, no child
     p.add_argument("--no-features", action="store_true", help=argparse.SUPPRESS)  # no Explain tab (tests, benches)
@@ -302,7 +305,8 @@ def _prepare_screenshot(window, args: argparse.Namespace, finish: Callable[[int]
         if args.layer:
             window.select_layer(args.layer)
         if args.attribute:
-            _explain_then(window, features, args.attribute, lambda: QTimer.singleShot(SETTLE_MS, grab), finish)
+            _explain_then(window, features, args.attribute, lambda: QTimer.singleShot(SETTLE_MS, grab), finish,
+                          args.input)
             return
         graph = window.graph_view
         if window.current_tab_title() != "Graph" or graph is None:
@@ -330,8 +334,26 @@ def _prepare_screenshot(window, args: argparse.Namespace, finish: Callable[[int]
     return check_tab
 
 
+def _choose_input(panel, value: str) -> None:
+    """Put `value` (as `run --input` takes it) into the Explain panel's input picker."""
+    if value == "random" or value.startswith("random:"):
+        source, field = "random", panel.shape
+        value = value.partition(":")[2]
+    elif value.lower().endswith(".npy"):
+        source, field = "npy", panel.npy_path
+    elif Path(value).suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"):
+        source, field = "image", panel.image_path
+    else:
+        source, field = "text", None
+    panel.source.setCurrentIndex(panel.source.findData(source))
+    if field is None:
+        panel.text.setPlainText(value)
+    else:
+        field.setText(value)
+
+
 def _explain_then(window, features: list[object], method: str, then: Callable[[], None],
-                  finish: Callable[[int], None]) -> None:
+                  finish: Callable[[int], None], input_value: str | None = None) -> None:
     """Press Run, then Attribute with `method` on the Explain tab, and call `then` when both are shown."""
     from app.run_controller import RunController
 
@@ -346,6 +368,8 @@ def _explain_then(window, features: list[object], method: str, then: Callable[[]
         finish(_fail(f"unknown attribution method '{method}'; choose one of {choices}."))
         return
     panel.method.setCurrentIndex(index)
+    if input_value:
+        _choose_input(panel, input_value)
     buttons = [panel.run_button, panel.attribute_button]
     pressed: list[object] = []
 
