@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QEvent, QPoint, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractScrollArea,
     QCheckBox,
-    QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
@@ -26,7 +24,6 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSizePolicy,
     QSpinBox,
-    QSplitter,
     QStackedWidget,
     QTableWidget,
     QTableWidgetItem,
@@ -45,12 +42,12 @@ from analyzers.attribution_display import default_sign
 from analyzers.explain.requests import AttributeSettings, InputChoice, RunSettings
 from analyzers.inputs import Preprocess
 from analyzers.memory import human_bytes
+from widgets.controls import SideBySide, SteadyComboBox
 from widgets.saliency_view import SaliencyPanel
 from widgets.token_view import TokenView
 
 SOURCES = (("sample", "Bundled sample"), ("image", "Image file"), ("text", "Text"), ("random", "Random tensor"),
            ("npy", ".npy array"))
-STACKED_RESULTS_HEIGHT = 640  # results and map below the controls (narrow window): room for the map
 METHOD_FIELDS = {
     "saliency": ("abs",),
     "ig": ("steps", "baseline"),
@@ -59,29 +56,6 @@ METHOD_FIELDS = {
     "gradcam": ("layer", "relu"),
     "smoothgrad": ("smooth_base", "smooth_samples", "noise", "seed"),
 }
-
-
-class SteadyComboBox(QComboBox):
-    """A combo box whose width never follows its items (long layer names, sample sentences, labels).
-
-    A plain QComboBox sizes itself to its longest item when first shown: Grad-CAM's layer list
-    ("encoder.layers.0.self_attn.out_proj  (NonDynamicallyQuantizableLinear)") widened the controls
-    column past its scroll area and cut off Cancel. The current item is elided and in the tooltip;
-    the drop-down list is as wide as its longest item."""
-
-    def __init__(self, parent: QWidget | None = None, chars: int = 14) -> None:
-        super().__init__(parent)
-        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.setMinimumContentsLength(chars)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.currentTextChanged.connect(self.setToolTip)
-
-    def showPopup(self) -> None:  # noqa: N802 - Qt's name
-        """Open the list wide enough for its longest item."""
-        view = self.view()
-        view.setTextElideMode(Qt.TextElideMode.ElideNone)
-        view.setMinimumWidth(view.sizeHintForColumn(0) + view.verticalScrollBar().sizeHint().width() + 8)
-        super().showPopup()
 
 
 class RunPanel(QWidget):
@@ -122,93 +96,17 @@ class RunPanel(QWidget):
         right_layout = QVBoxLayout(right)
         right_layout.addWidget(self.results_box)
         right_layout.addWidget(self.maps, 1)
-        splitter = QSplitter(Qt.Orientation.Horizontal, self)
-        splitter.addWidget(scroll)
-        splitter.addWidget(right)
-        splitter.setStretchFactor(0, 0)  # the controls keep their width; the map takes what is left
-        splitter.setStretchFactor(1, 1)
-        splitter.setSizes([300, 700])
-        splitter.setChildrenCollapsible(False)
-        scroll.setMinimumWidth(left.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4)
-        self.splitter, self.controls_scroll, self._controls, self._results = splitter, scroll, left, right
-        self._watched: QWidget | None = None
-        left.installEventFilter(self)
+        # side by side when the tab is wide enough, else the controls above the results
+        self.splitter = SideBySide(scroll, right, self)
+        self.controls_scroll = scroll
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(splitter)
+        layout.addWidget(self.splitter)
         self.run_button.clicked.connect(self._emit_run)
         self.attribute_button.clicked.connect(self._emit_attribute)
         self.cancel_button.clicked.connect(self.cancelRequested)
         self.arch_button.clicked.connect(self.attachArchitectureRequested)
         self.set_model("", "unknown", [], None, [], ())
-
-    # --- side by side, or one above the other ---------------------------------------------------
-
-    def side_by_side_width(self) -> int:
-        """The narrowest width at which controls and results fit next to each other."""
-        return (self.controls_scroll.minimumWidth() + self.splitter.handleWidth()
-                + self._results.minimumSizeHint().width())
-
-    def fit_width(self, width: int) -> None:
-        """Controls beside the results when `width` allows it, else above them (nothing is cut off)."""
-        wide = width >= self.side_by_side_width()
-        orientation = Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical
-        turned = self.splitter.orientation() != orientation
-        self.splitter.setOrientation(orientation)
-        # One above the other: the controls show whole (no scrolling inside a scrolling page).
-        tall = 0 if wide else self._controls.minimumSizeHint().height() + 4
-        if tall != self.controls_scroll.minimumHeight() or turned:
-            self.controls_scroll.setMinimumHeight(tall)
-            # below the controls, the results keep the height they need (the page scrolls instead)
-            self._results.setMinimumHeight(0 if wide else max(STACKED_RESULTS_HEIGHT, self._results.sizeHint().height()))
-            self.splitter.setSizes([300, 700] if wide else [tall, self._results.minimumHeight()])
-
-    def stacked(self) -> bool:
-        """True when the controls sit above the results (a narrow window)."""
-        return self.splitter.orientation() == Qt.Orientation.Vertical
-
-    def _viewport(self) -> QWidget | None:
-        """The viewport of the scroll area the page sits in (the window wraps each tab in one), if any."""
-        w = self.parentWidget()
-        while w is not None:
-            if isinstance(w, QAbstractScrollArea):
-                return w.viewport()
-            w = w.parentWidget()
-        return None
-
-    def _available_width(self) -> int:
-        viewport = self._watched
-        if viewport is None:
-            return self.width()
-        area = viewport.parentWidget()
-        content = area.widget() if isinstance(area, QScrollArea) else None
-        offset = self.mapTo(content, QPoint(0, 0)).x() if content is not None and content.isAncestorOf(self) else 0
-        return viewport.width() - offset
-
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        """Watch the page's viewport: a scroll area never shrinks the panel below its minimum itself."""
-        viewport = self._viewport()
-        if viewport is not self._watched:
-            if self._watched is not None:
-                self._watched.removeEventFilter(self)
-            self._watched = viewport
-            if viewport is not None:
-                viewport.installEventFilter(self)
-        self.fit_width(self._available_width())
-        super().showEvent(event)
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        """Re-fit when there is no viewport to watch."""
-        if self._watched is None:
-            self.fit_width(event.size().width())
-        super().resizeEvent(event)
-
-    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
-        """The viewport was resized, or the controls changed (a model, a method): re-fit."""
-        if (watched is self._watched and event.type() == QEvent.Type.Resize) or (
-                watched is self._controls and event.type() == QEvent.Type.LayoutRequest):
-            self.fit_width(self._available_width())
-        return super().eventFilter(watched, event)
 
     # --- building -------------------------------------------------------------------------------
 

@@ -178,4 +178,4 @@ def test_the_explain_controls_are_never_cut_off(qtbot, width):
         assert 0 < corner.x() <= controls.viewport().width(), (method, corner.x(), controls.viewport().width())
         assert not controls.horizontalScrollBar().isVisible(), method
         assert not area.horizontalScrollBar().isVisible(), (method, panel.minimumSizeHint().width(), width)
-    assert panel.stacked() == (width < panel.side_by_side_width())
+    assert panel.splitter.stacked() == (width < panel.splitter.side_by_side_width())
