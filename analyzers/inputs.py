@@ -18,6 +18,8 @@ import numpy as np
 
 from analyzers.errors import LayerScopeError, UnsupportedFile, sentence
 
+MAX_IMAGE_PIXELS = 50_000_000  # a 7000 x 7000 photo; past this an input image is refused before decoding
+MAX_NPY_BYTES = 1 << 30  # one input tensor
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 INPUT_KINDS = ("image", "text", "qa", "sequence", "latent", "tensor")
 _SHAPE_SPLIT = re.compile(r"[x×,\s]+")
@@ -141,24 +143,42 @@ TextEncoder = Callable[[str], ModelInput]
 
 def read_image_pixels(path: Path, pre: Preprocess) -> np.ndarray:
     """(H, W, C) float32 pixels 0..255 after channel conversion, resize and inversion."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    from analyzers.loaders.safe_files import regular_file
+
     path = Path(path)
+    regular_file(path)
     try:
-        with Image.open(path) as img:
-            img = img.convert("L" if pre.channels == 1 else "RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # Pillow's warning becomes our sentence
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise _too_many_pixels(path, width, height)
+                img = img.convert("L" if pre.channels == 1 else "RGB")
             if pre.size is not None and img.size != (pre.size[1], pre.size[0]):
                 img = img.resize((pre.size[1], pre.size[0]), Image.BILINEAR)
             pixels = np.asarray(img, dtype=np.float32)
     except FileNotFoundError:
         raise UnsupportedFile(sentence(path, "no such image file")) from None
-    except (UnidentifiedImageError, OSError) as exc:
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise UnsupportedFile(sentence(path, "the image declares more pixels than Pillow decodes safely, "
+                                             f"more than the {MAX_IMAGE_PIXELS:,} LayerScope decodes; scale it down first")) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise UnsupportedFile(sentence(path, f"it is not an image PIL can read ({exc})")) from None
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     if pre.invert or (pre.auto_invert and _light_border(pixels)):
         pixels = 255.0 - pixels
     return pixels
+
+
+def _too_many_pixels(path: Path, width: int, height: int) -> UnsupportedFile:
+    return UnsupportedFile(sentence(path, f"the image is {width:,} x {height:,} pixels, more than the "
+                                          f"{MAX_IMAGE_PIXELS:,} LayerScope decodes; scale it down first"))
 
 
 def _light_border(pixels: np.ndarray) -> bool:
@@ -233,7 +253,11 @@ def random_input(shape: tuple[int, ...], dtype: str = "float32", seed: int = 0, 
 
 def npy_input(path: Path | str, hint: InputHint | None = None) -> ModelInput:
     """A .npy array used as the input tensor as it is, with the batch axis added."""
+    from analyzers.loaders.safe_files import regular_file
+
     path = Path(path)
+    if regular_file(path).st_size > MAX_NPY_BYTES:
+        raise UnsupportedFile(sentence(path, f"it is larger than the {MAX_NPY_BYTES:,} bytes one input may take"))
     try:
         array = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -249,7 +273,17 @@ def npy_input(path: Path | str, hint: InputHint | None = None) -> ModelInput:
     dtype = hint.dtype if hint.kind != "unknown" else str(array.dtype)
     if np.issubdtype(np.dtype(dtype), np.integer) and array.dtype.kind == "f" and not np.all(array == np.round(array)):
         raise LayerScopeError(sentence(path, "it holds fractions, but the model takes integer token ids"))
-    batched = np.ascontiguousarray(array[None]).astype(dtype, copy=False)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+        raise LayerScopeError(sentence(path, f"it holds {nan:,} NaN and {inf:,} infinite values; a model's answer "
+                                             "on them means nothing, so it is not run"))
+    with np.errstate(over="ignore", invalid="ignore"):
+        batched = np.ascontiguousarray(array[None]).astype(dtype, copy=False)
+    if batched.dtype.kind == "f" and not np.isfinite(batched).all():
+        raise LayerScopeError(sentence(path, f"some of its values are beyond the range of {dtype}, which the model "
+                                             "takes; they would become infinite"))
+    if batched.dtype.kind in "iu" and array.dtype.kind in "iuf" and not np.array_equal(batched[0], array):
+        raise LayerScopeError(sentence(path, f"some of its values do not fit {dtype}, which the model takes"))
     kind = hint.kind if hint.kind in INPUT_KINDS else "tensor"
     display = display_for(array, hint.layout) if kind in ("image", "tensor") else None
     return ModelInput(kind if kind != "qa" else "tensor", batched, path.name, display=display, layout=hint.layout)

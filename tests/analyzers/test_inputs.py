@@ -59,3 +59,70 @@ def test_a_text_longer_than_the_model_reads_says_so() -> None:
     assert len(long.tokens) == spec.max_len
     assert long.notes == (f"The text has 80 tokens; the model reads the first {spec.max_len}, the rest is left out.",)
     assert vocab_encoder(spec)("the film was brilliant").notes == ()
+
+
+# --- hostile inputs: one sentence naming the file, never a library warning or a NaN answer -----------
+
+
+def test_npy_with_nan_or_inf_is_refused_naming_the_file(tmp_path) -> None:
+    from analyzers.inputs import InputHint, npy_input
+
+    path = tmp_path / "bad.npy"
+    values = np.zeros((1, 4, 4), np.float32)
+    values[0, 0, 0], values[0, 1, 1], values[0, 2, 2] = np.nan, np.inf, -np.inf
+    np.save(path, values)
+    with pytest.raises(LayerScopeError, match=r"^bad\.npy: it holds 1 NaN and 2 infinite values"):
+        npy_input(path, InputHint("image", (1, 4, 4)))
+
+
+def test_npy_values_beyond_the_models_dtype_are_refused(tmp_path) -> None:
+    from analyzers.inputs import InputHint, npy_input
+
+    path = tmp_path / "huge.npy"
+    np.save(path, np.full((3,), 1e300, np.float64))  # finite in float64, infinite as float32
+    with pytest.raises(LayerScopeError, match=r"^huge\.npy: some of its values are beyond the range of float32"):
+        npy_input(path, InputHint("tensor", (3,), "float32"))
+    ids = tmp_path / "ids.npy"
+    np.save(ids, np.array([1.0, 3e19]))  # an integer beyond int64
+    with pytest.raises(LayerScopeError, match=r"^ids\.npy: some of its values do not fit int64"):
+        npy_input(ids, InputHint("text", (None,), "int64"))
+
+
+def _png_header(path, width: int, height: int) -> None:
+    """A PNG whose header declares width x height (the pixel data is a tiny, valid zlib stream)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [10_000, 30_000])
+def test_an_image_with_too_many_pixels_is_one_sentence_and_no_warning(tmp_path, side) -> None:
+    import warnings
+
+    from analyzers.inputs import MAX_IMAGE_PIXELS, Preprocess, image_input
+
+    path = tmp_path / f"bomb{side}.png"
+    _png_header(path, side, side)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow's DecompressionBombWarning must not escape
+        with pytest.raises(LayerScopeError, match=rf"^bomb{side}\.png: .*more than the {MAX_IMAGE_PIXELS:,}"):
+            image_input(path, Preprocess(size=(28, 28), channels=1))
+
+
+def test_a_named_pipe_as_input_is_refused_without_opening_it(tmp_path) -> None:
+    import os
+
+    from analyzers.inputs import InputHint, Preprocess, image_input, npy_input
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(LayerScopeError, match=r"^pipe\.png: it is a named pipe"):
+        image_input(fifo, Preprocess())
+    with pytest.raises(LayerScopeError, match=r"^pipe\.png: it is a named pipe"):
+        npy_input(fifo, InputHint())
