@@ -21,7 +21,8 @@ HEAVY_MODULES = ("torch", "tensorflow", "keras", "transformers", "captum", "onnx
 # installed right after the first paint, before the model opens, when the module is present.
 FEATURE_MODULES = ("app.run_controller",)
 EXIT_ERROR = 2
-SETTLE_MS = 400  # after loading, let charts and layouts finish before grabbing
+SETTLE_MS = 400
+CASCADE_PX = 48  # a second window opens this far right and down of the first  # after loading, let charts and layouts finish before grabbing
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,6 +218,9 @@ def main(argv: list[str]) -> int:
         second = MainWindow(settings, isolated_loading=not args.in_process)
         if not args.no_features:
             features.extend(install_features(second))
+        from PySide6.QtCore import QPoint
+
+        second.move(window.pos() + QPoint(CASCADE_PX, CASCADE_PX))  # both restore one geometry: not on top
         second.show()
         from analyzers.loaders import LoadOptions
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # imported when first needed, so that the window paints soone
     from widgets.trust_dialog import TrustDialog
 
 LOAD_LABEL = "Loading model"
+DEFAULT_SPLIT = (515, 665, 320)  # tree (wide enough for Total params and % of model), tabs, inspector
 TAB_TITLES = ("Overview", "Memory", "Graph")
 
 
@@ -75,6 +76,8 @@ class MainWindow(QMainWindow):
         self.theme_choice = self.settings.theme()
         self.overview = self.memory_view = self.graph_view = self.graph = None
         self._painted = False
+        self._restored_split: list[int] | None = None
+        self._tree_fitted = False  # the tree pane is widened to its columns once, for the first model
         self._prewarm: threading.Thread | None = None  # imports the chart/graph modules beside the event loop
         self._closed = False
         self._stale: set[str] = set()  # tabs that have not been given the current model yet
@@ -103,7 +106,7 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(0, 4)
         self.splitter.setStretchFactor(1, 6)
         self.splitter.setStretchFactor(2, 3)
-        self.splitter.setSizes([515, 665, 320])  # the centre tabs (charts, graph, Explain) get the room
+        self.splitter.setSizes(list(DEFAULT_SPLIT))  # the centre tabs (charts, graph, Explain) get the room
         self.splitter.setChildrenCollapsible(False)
         self._slots[0].setMinimumWidth(260)
         self._slots[1].setMinimumWidth(220)
@@ -246,6 +249,8 @@ class MainWindow(QMainWindow):
         from widgets.layer_tree import LayerTree
 
         sizes = self.splitter.sizes()
+        if min(sizes, default=0) <= 0 or not self._painted:  # not laid out yet: sizes() says nothing real
+            sizes = self._split_for(self.width())
         self.tree, self.inspector = LayerTree(), Inspector()  # no parent: the splitter adopts them below
         for i, (slot, pane) in enumerate(zip(self._slots, (self.tree, self.inspector))):
             pane.setMinimumWidth(slot.minimumWidth())
@@ -259,6 +264,32 @@ class MainWindow(QMainWindow):
         self.tree.layerSelected.connect(self._on_layer_selected)
         self.actions = install_menus(self, self._menus)
         self.jobs  # noqa: B018 - creates the JobRunner and its status-bar widget
+
+    def _fit_tree_pane(self) -> None:
+        """Widen the tree pane (from the centre tabs) until Total params and % of model show, unless the
+        user's own split was restored; the centre keeps at least its minimum width."""
+        if self._restored_split is not None or self._tree_fitted:
+            return
+        self._tree_fitted = True
+        sizes = self.splitter.sizes()
+        if len(sizes) != 3 or min(sizes) <= 0:
+            return
+        need = self.tree.width_to_show() - sizes[0]
+        if need <= 0:
+            return
+        from_inspector = max(0, min(need, sizes[2] - 260))  # the inspector gives first, the charts last
+        from_centre = max(0, min(need - from_inspector, sizes[1] - max(self.tabs.minimumWidth(), 620)))
+        grow = from_inspector + from_centre
+        if grow:
+            self.splitter.setSizes([sizes[0] + grow, sizes[1] - from_centre, sizes[2] - from_inspector])
+
+    def _split_for(self, width: int) -> list[int]:
+        """The default tree | tabs | inspector widths for a window `width` wide, or the restored ones."""
+        if self._restored_split is not None:
+            return self._restored_split
+        total = sum(DEFAULT_SPLIT)
+        scale = max(width, 800) / (total + 16)
+        return [int(w * scale) for w in DEFAULT_SPLIT]
 
     def ensure_views(self) -> None:
         """Build the chart and graph tabs (imports pyqtgraph and QtWebEngine) if not done yet."""
@@ -344,6 +375,8 @@ class MainWindow(QMainWindow):
         self.ensure_panes()
         self.setWindowTitle(f"{loaded.path.name} — LayerScope" if loaded else "LayerScope")
         self.tree.set_summary(loaded.summary if loaded else None)
+        if loaded is not None:
+            self._fit_tree_pane()
         self.session.set_loaded(loaded)  # bound features (Explain, ...) refresh from the session
         if loaded is None:
             self.inspector.set_layer(None, None)
@@ -500,6 +533,7 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(blob)
         if (blob := s.blob("state")) is not None:
             self.restoreState(blob)
-        if (blob := s.blob("splitter")) is not None:
-            self.splitter.restoreState(blob)
+        if (blob := s.blob("splitter")) is not None and self.splitter.restoreState(blob):
+            sizes = self.splitter.sizes()
+            self._restored_split = sizes if min(sizes, default=0) > 0 else None
 

@@ -175,6 +175,14 @@ class LayerTree(QWidget):
             if wanted > header.sectionSize(col):
                 header.resizeSection(col, wanted)
 
+    def width_to_show(self, last: int = SHARE) -> int:
+        """Pixels the tree pane needs to show every column up to `last` (default: % of model) unclipped."""
+        header = self.view.header()
+        columns = sum(header.sectionSize(c) for c in range(last + 1) if not header.isSectionHidden(c))
+        frame = 2 * self.view.frameWidth() + self.view.verticalScrollBar().sizeHint().width()
+        margins = self.layout().contentsMargins() if self.layout() is not None else None
+        return columns + frame + (margins.left() + margins.right() if margins is not None else 0) + 4
+
     def select_path(self, path: str) -> bool:
         """Select and reveal the layer at `path` (clearing a filter that hides it); False if absent."""
         index = self.model.index_for_path(path)

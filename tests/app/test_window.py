@@ -377,3 +377,19 @@ def test_the_tab_modules_are_imported_off_the_gui_thread(make_window, qtbot, tmp
     probe = sys.modules["layerscope_probe_views"]
     assert probe.IMPORTED_IN == "layerscope-views" != threading.main_thread().name
     assert window.memory_view is not None and window.graph_view is not None
+
+
+def test_the_tree_pane_shows_total_params_and_share_at_the_default_size(make_window, open_and_wait, qtbot,
+                                                                        tmp_path) -> None:
+    """At 1500 x 900, a fresh window's tree shows every column up to '% of model' unclipped; a window built
+    before it is shown (the second of `layerscope A B`) gets the same split, not a squeezed tree."""
+    fixture = safetensors_file(tmp_path)
+    for defer in (True, False):
+        window = make_window(interactive=False, defer_panes=defer)
+        window.resize(1500, 900)
+        window.show()
+        qtbot.waitUntil(lambda w=window: w.tree is not None, timeout=10_000)
+        assert open_and_wait(window, fixture.path)[0]
+        tree_width = window.splitter.sizes()[0]
+        assert tree_width >= window.tree.width_to_show(), (defer, window.splitter.sizes())
+        assert window.splitter.sizes()[1] >= 620
