@@ -163,6 +163,9 @@ def main(argv: list[str]) -> int:
     screenshot = args.screenshot is not None
     window = MainWindow(settings, isolated_loading=not args.in_process, interactive=not screenshot,
                         defer_panes=True)
+    from app import crash_guard
+
+    crash_guard.install(window.show_error)
     window.theme_choice = theme
     paths = [Path(p).expanduser() for p in args.paths]
     report: dict[str, object] = {}
