@@ -129,6 +129,18 @@ def no_display() -> str | None:
             "use the inspect, run and attribute commands, or --screenshot OUT.png.")
 
 
+def missing_x11_libraries() -> str | None:
+    """The libraries Qt's X11 plugin lacks, as one sentence, when the window would open on X11."""
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if not sys.platform.startswith("linux") or not os.environ.get("DISPLAY") or platform not in ("", "xcb"):
+        return None
+    if os.environ.get("WAYLAND_DISPLAY") and not platform:
+        return None  # Qt picks Wayland first there
+    from app.qt_libraries import problem
+
+    return problem()
+
+
 def main(argv: list[str]) -> int:
     """Open the window (or render a screenshot); returns the exit code."""
     started = time.perf_counter()
@@ -138,6 +150,8 @@ def main(argv: list[str]) -> int:
     if args.screenshot is not None or args.exit_after_first_paint:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     elif (problem := no_display()) is not None:
+        return _fail(problem)
+    elif (problem := missing_x11_libraries()) is not None:
         return _fail(problem)
     from PySide6.QtCore import QCoreApplication
     from PySide6.QtWidgets import QApplication
