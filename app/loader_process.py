@@ -112,7 +112,14 @@ def serve(inp: BinaryIO, out: BinaryIO, warm: bool = True) -> None:
 
 def child_main() -> None:
     """Entry point of the child process (`python -m app.loader_process`)."""
-    serve(sys.stdin.buffer, child_process.redirect_stdout())
+    out = child_process.redirect_stdout()
+    try:
+        serve(sys.stdin.buffer, out)
+    finally:
+        sys.stderr.flush()
+        # torch's and TensorFlow's threads alive at interpreter exit printed "terminate called without an
+        # active exception": the child holds nothing to save, so it leaves at once.
+        os._exit(0)
 
 
 class LoaderProcess:
