@@ -96,8 +96,8 @@ def _action(window: MainWindow, text: str, shortcut, slot) -> QAction:
 
 
 def _start_folder(window: MainWindow) -> str:
-    if window.current_path is not None:
-        return str(window.current_path.parent)
+    if window.session.path is not None:
+        return str(window.session.path.parent)
     recent = window.settings.recent()
     return str(Path(recent[0]).parent) if recent else str(Path.home())
 
@@ -146,7 +146,7 @@ def choose_screenshot(window: MainWindow) -> None:
     from PySide6.QtWidgets import QFileDialog
 
     title = window.tabs.tabText(window.tabs.currentIndex()).replace("&", "").lower() or "tab"
-    stem = window.current_path.stem if window.current_path else "layerscope"
+    stem = window.session.path.stem if window.session.path else "layerscope"
     default = str(Path(_start_folder(window)) / f"{stem}-{title}.png")
     path, _ = QFileDialog.getSaveFileName(window, "Save a screenshot of this tab", default, "PNG image (*.png)")
     if path:

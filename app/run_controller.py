@@ -308,7 +308,7 @@ class RunController(QObject):
         """Running needs the file's code: ask (default No); on yes, trust the session and send the request again."""
         self._job = None
         self.panel.set_busy(False, "")
-        if not getattr(self.window, "interactive", True):
+        if not self.window.interactive:
             self._on_error(request.message)
             return
         from widgets.trust_dialog import TrustDialog

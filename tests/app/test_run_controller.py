@@ -34,6 +34,7 @@ class FakeWindow(QMainWindow):
         self.tabs = QTabWidget(self)
         self.setCentralWidget(self.tabs)
         self.session = ModelSession("A", self)
+        self.interactive = True
         self.errors: list[str] = []
         self.last_error: str | None = None
         self.opened: list[tuple[Path, LoadOptions]] = []
