@@ -38,11 +38,12 @@ from analyzers.attribution import (
     METHODS,
     AttributionRequest,
 )
-from analyzers.attribution_display import default_sign
+from analyzers.attribution_display import default_sign, output_position
 from analyzers.explain.requests import AttributeSettings, InputChoice, RunSettings
 from analyzers.inputs import Preprocess
 from analyzers.memory import human_bytes
 from widgets.controls import SideBySide, SteadyComboBox
+from widgets.output_views import OutputImageView, VectorPanel
 from widgets.saliency_view import SaliencyPanel
 from widgets.token_view import TokenView
 
@@ -69,6 +70,7 @@ class RunPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.labels: tuple[str, ...] = ()
+        self._raw_output = False  # the last prediction was an unlabeled output (its target: the largest element)
         self._build_inputs()
         self._build_method()
         self._build_results()
@@ -278,19 +280,28 @@ class RunPanel(QWidget):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.top.setMaximumHeight(170)
         self.top.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.output_image = OutputImageView(self)  # a raw output that is a picture (a generator's image)
+        self.output_image.setFixedHeight(170)
+        self.output_image.setToolTip("The model's output; click a pixel to explain it (Target)")
+        self.output_image.pixelClicked.connect(self.select_output_target)
         form = QFormLayout(self.results_box)
         form.addRow("Device", self.device_label)
         form.addRow("Latency", self.latency_label)
         form.addRow("Peak memory", self.memory_label)
         form.addRow("Answer", self.answer_label)
+        form.addRow("Output", self.output_image)
         form.addRow(self.top)
         form.addRow("Sanity", self.sanity_label)
         form.addRow(self.notes_label)
+        form.setRowVisible(self.output_image, False)
+        self._results_form = form
         self.saliency = SaliencyPanel(self)
         self.tokens = TokenView(self)
+        self.vector = VectorPanel(self)  # a vector input (a latent): one bar per dimension
         self.maps = QStackedWidget(self)
         self.maps.addWidget(self.saliency)
         self.maps.addWidget(self.tokens)
+        self.maps.addWidget(self.vector)
 
     # --- plain data in --------------------------------------------------------------------------
 
@@ -327,7 +338,7 @@ class RunPanel(QWidget):
         self.labels = tuple(labels)
         current = self.target.currentData()
         self.target.clear()
-        self.target.addItem("predicted class", None)
+        self.target.addItem(self._default_target_text(), None)
         names = list(labels) or [str(i) for i in range(min(count or 0, 1000))]
         for i, label in enumerate(names):
             self.target.addItem(f"{i}: {label}" if labels else label, i)
@@ -394,8 +405,12 @@ class RunPanel(QWidget):
                       self.notes_label):
             label.setText("")
         self.top.setRowCount(0)
+        self._raw_output = False
+        self.target.setItemText(0, self._default_target_text())
+        self._show_output(None)
         self.saliency.clear()
         self.tokens.clear_tokens()
+        self.vector.clear()
 
     def show_prediction(self, prediction: Any, device: str, notes: list[str] | None = None) -> None:
         """Top-k classes (or positions for QA, or the raw output summarised) and the device that ran."""
@@ -403,7 +418,12 @@ class RunPanel(QWidget):
         self.sanity_label.setText("")  # a new result: the last attribution's checks no longer apply
         answer = getattr(prediction, "answer", None)
         self.answer_label.setText(f"“{answer.text}” (tokens {answer.start}–{answer.end})" if answer else "")
-        if prediction.kind == "raw":
+        raw = prediction.kind == "raw"
+        self._show_output(getattr(prediction, "values", None) if raw else None)
+        self._results_form.setRowVisible(self.top, not raw)
+        self._raw_output = raw
+        self.target.setItemText(0, self._default_target_text())
+        if raw:
             o = prediction.output
             self.top.setRowCount(0)
             self.answer_label.setText(f"output {list(o.shape)}: min {o.min:.4g}, max {o.max:.4g}, mean {o.mean:.4g}, "
@@ -431,19 +451,43 @@ class RunPanel(QWidget):
         a = attribution
         self.show_prediction(a.prediction, a.device)
         sign = default_sign(a.method, a.parameters)
-        caption = (f"{METHODS[a.method].title} for target {a.target} ({a.target_label}) on {a.device}: "
+        raw = a.prediction.kind == "raw"
+        target = f"{a.target_label} (flat index {a.target})" if raw else f"target {a.target} ({a.target_label})"
+        caption = (f"{METHODS[a.method].title} for {target} on {a.device}: "
                    f"{a.seconds:.2f} s, {a.forwards} forward passes.")
         if a.delta is not None:
             caption += f" Convergence δ = {a.delta:.3g}."
         caption = " ".join((caption, *a.notes, *a.input.notes))
         # Every attribution replaces the Sanity row: IG's completeness must not stay beside a Grad-CAM map.
         self.sanity_label.setText(completeness_sentence(a) if a.completeness is not None else "")
+        if raw:
+            self.output_image.mark(a.target)
         if a.tokens:
             self.tokens.set_tokens(a.tokens, a.map, sign, caption=caption)
             self.maps.setCurrentWidget(self.tokens)
+        elif a.map.ndim == 1:  # a vector input (a latent): a one-pixel-high heat strip says nothing
+            self.vector.set_map(a.map, caption)
+            self.maps.setCurrentWidget(self.vector)
         else:
             self.saliency.set_map(a.map, a.input.display, a.input.layout, sign, caption)
             self.maps.setCurrentWidget(self.saliency)
+
+    def _default_target_text(self) -> str:
+        return "largest output" if self._raw_output else "predicted class"
+
+    def _show_output(self, values: Any) -> None:
+        """The raw output as a picture when it is image-like; the row is hidden otherwise."""
+        shown = self.output_image.set_output(values)
+        self._results_form.setRowVisible(self.output_image, shown)
+
+    def select_output_target(self, index: int) -> None:
+        """Make output element `index` (a clicked pixel) the attribution target."""
+        found = self.target.findData(index)
+        if found < 0:
+            self.target.addItem(output_position(index, self.output_image.shape), index)
+            found = self.target.count() - 1
+        self.target.setCurrentIndex(found)
+        self.output_image.mark(index)
 
     def show_sanity(self, check: Any) -> None:
         """The randomisation check's rank correlation and verdict, below IG's completeness."""

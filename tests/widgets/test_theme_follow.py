@@ -15,10 +15,10 @@ from widgets.saliency_view import SaliencyPanel
 
 
 def _html_color(label) -> QColor:
-    """The colour a pyqtgraph LabelItem was last rendered with (its span's CSS colour)."""
+    """The colour a pyqtgraph LabelItem (or an axis label) was last rendered with (its span's CSS colour)."""
     import re
 
-    html = label.item.toHtml()
+    html = (label.item if hasattr(label, "item") else label).toHtml()
     found = re.findall(r"color:\s*(#[0-9a-fA-F]{6})", html)
     assert found, html
     return QColor(found[-1])
@@ -71,3 +71,23 @@ def test_memory_legend_and_saliency_view_follow_a_theme_switch(qtbot, themed) ->
     light = themed("light")
     assert light.color(QPalette.ColorRole.Base).lightness() > 128
     _assert_follows(view, panel, light)
+
+
+def test_the_output_image_and_latent_bars_follow_a_theme_switch(qtbot, themed) -> None:
+    from widgets.output_views import OutputImageView, VectorPanel
+
+    image = OutputImageView()
+    bars = VectorPanel()
+    for w in (image, bars):
+        qtbot.addWidget(w)
+        w.show()
+    bars.set_map(np.array([0.5, -0.25, 0.1], np.float32))
+    for choice in ("dark", "light"):
+        palette = themed(choice)
+        base = palette.color(QPalette.ColorRole.Base)
+        text = palette.color(QPalette.ColorRole.WindowText)
+        assert image.backgroundBrush().color() == base, choice
+        assert bars.bars.backgroundBrush().color() == base, choice
+        axis = bars.bars.getPlotItem().getAxis("bottom")
+        assert axis.textPen().color() == text, choice
+        assert _html_color(axis.label).name() == text.name(), choice
