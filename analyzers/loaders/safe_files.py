@@ -9,12 +9,14 @@ takes the other), absolute or `..` names (zip-slip), and members that inflate pa
 
 from __future__ import annotations
 
+import io
 import os
 import stat
+import struct
 import zipfile
 from collections import Counter
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 from analyzers.errors import CorruptFile, UnsupportedFile, printable, sentence
 
@@ -171,3 +173,68 @@ class SafeZip:
         if info is None:
             raise CorruptFile(sentence(self.path, f"the archive has no member '{display_name(name)}'"))
         return self._zf.open(info)
+
+    def window(self, name: str) -> IO[bytes] | None:
+        """A stored (uncompressed) member as a seekable stream that reads only the bytes asked for; None for a
+        compressed or encrypted member. A ZipFile stream re-reads a member from its start on every backward
+        seek, which made h5py's scattered metadata reads of a large weights file quadratic."""
+        info = self.infos.get(name)
+        if info is None:
+            raise CorruptFile(sentence(self.path, f"the archive has no member '{display_name(name)}'"))
+        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+            return None
+        with open(self.path, "rb") as f:
+            f.seek(info.header_offset)
+            head = f.read(30)
+            archive_size = os.fstat(f.fileno()).st_size
+        if len(head) != 30 or head[:4] != b"PK\x03\x04":
+            raise CorruptFile(sentence(self.path, f"its member '{display_name(name)}' has no local header where the "
+                                                  "zip directory says; the archive is corrupted"))
+        name_len, extra_len = struct.unpack("<HH", head[26:30])
+        start = info.header_offset + 30 + name_len + extra_len
+        if start + info.file_size > archive_size or info.compress_size != info.file_size:
+            raise CorruptFile(sentence(self.path, f"its member '{display_name(name)}' declares {info.file_size:,} "
+                                                  "bytes that the archive does not hold; the file is truncated"))
+        return io.BufferedReader(_ByteWindow(self.path, start, info.file_size), buffer_size=64 * 1024)
+
+
+class _ByteWindow(io.RawIOBase):
+    """Bytes [start, start + size) of a file as a read-only seekable raw stream (positioned reads)."""
+
+    def __init__(self, path: Path, start: int, size: int) -> None:
+        super().__init__()
+        self._fd = os.open(path, os.O_RDONLY)
+        self._start = start
+        self._size = size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._size}.get(whence)
+        if base is None:
+            raise ValueError(f"invalid whence ({whence})")
+        if base + offset < 0:
+            raise OSError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = max(0, min(len(view), self._size - self._pos))
+        data = os.pread(self._fd, n, self._start + self._pos) if n else b""
+        view[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
