@@ -36,11 +36,19 @@ def data():
 @pytest.mark.parametrize("model_id", KERAS_IDS)
 def test_keras_counts_equal_manifest_and_layerscope(keras_models, model_id):
     entry = MODELS[model_id]
-    count = keras_models[model_id].count_params()
+    model = keras_models[model_id]
+    count = model.count_params()
     assert count == entry.params
     summary = drive(open_model(entry.file))
-    assert summary.totals.params == count
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    frozen = int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
+    t = summary.totals
+    assert (t.params, t.trainable_params, t.non_trainable_params) == (count, trainable, frozen)
     assert summary.source.framework == "keras"
+    for layer in model.layers:  # every layer's own count and output shape, as Keras has them
+        node = summary.node(layer.name)
+        assert node.total.params == layer.count_params(), layer.name
+        assert node.output_shape == tuple(layer.output.shape), layer.name
 
 
 @pytest.mark.parametrize("model_id", KERAS_IDS)
