@@ -21,8 +21,7 @@ HEAVY_MODULES = ("torch", "tensorflow", "keras", "transformers", "captum", "onnx
 # installed right after the first paint, before the model opens, when the module is present.
 FEATURE_MODULES = ("app.run_controller",)
 EXIT_ERROR = 2
-SETTLE_MS = 400
-CASCADE_PX = 48  # a second window opens this far right and down of the first  # after loading, let charts and layouts finish before grabbing
+CASCADE_PX = 48  # a second window opens this far right and down of the first
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,7 +111,7 @@ def install_features(window) -> list[object]:
     return controllers
 
 
-def _fail(message: str) -> int:
+def fail(message: str) -> int:
     print(f"layerscope: error: {message}", file=sys.stderr)
     return EXIT_ERROR
 
@@ -146,13 +145,13 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     args = build_parser().parse_args(argv)
     if len(args.paths) > 2:
-        return _fail("give at most two paths.")
+        return fail("give at most two paths.")
     if args.screenshot is not None or args.exit_after_first_paint:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     elif (problem := no_display()) is not None:
-        return _fail(problem)
+        return fail(problem)
     elif (problem := missing_x11_libraries()) is not None:
-        return _fail(problem)
+        return fail(problem)
     from PySide6.QtCore import QCoreApplication
     from PySide6.QtWidgets import QApplication
 
@@ -210,7 +209,7 @@ def main(argv: list[str]) -> int:
         if target is not None:
             window.open_path(target, options)
         elif screenshot:
-            finish(_fail("no PATH given and the bundled sample models are not built (run `make samples`)."))
+            finish(fail("no PATH given and the bundled sample models are not built (run `make samples`)."))
         else:
             window.statusBar().showMessage("Open a model with File ▸ Open file… (Ctrl+O) or drop it here.")
 
@@ -224,9 +223,11 @@ def main(argv: list[str]) -> int:
 
     screenshot_check: Callable[[], bool] = lambda: True  # noqa: E731
     if screenshot:
-        prepared = _prepare_screenshot(window, args, finish, features)
+        from app.screenshot import prepare_screenshot
+
+        prepared = prepare_screenshot(window, args, finish, features)
         if isinstance(prepared, str):
-            return _fail(prepared)
+            return fail(prepared)
         screenshot_check = prepared
     else:
         window.show()
@@ -267,152 +268,3 @@ def _close_windows(app, windows: list) -> None:
     shutdown_shared()
     shutdown_runner()
     app.processEvents()
-
-
-def _prepare_screenshot(window, args: argparse.Namespace, finish: Callable[[int], None],
-                        features: list[object]) -> str | Callable[[], bool]:
-    """Arrange for the window to be saved once the model (and the requested tab) finished loading.
-
-    Returns the one-sentence problem with the arguments, or a check to run once the features are
-    installed (their tabs exist only then): it says whether the requested tab exists.
-    """
-    from PySide6.QtCore import QTimer
-
-    try:
-        width, height = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        return f"--size must look like 1500x900, not '{args.size}'."
-    known = [window.tabs.tabText(i).lower() for i in range(window.tabs.count())]
-    index = window.tab_index(args.tab)  # -1 for a feature's tab, which exists after the first paint
-
-    def check_tab() -> bool:
-        nonlocal index
-        index = window.tab_index(args.tab)
-        if index < 0:
-            names = ", ".join(window.tabs.tabText(i).lower() for i in range(window.tabs.count()))
-            finish(_fail(f"there is no tab '{args.tab}'; choose one of {names}."))
-            return False
-        window.tabs.setCurrentIndex(index)
-        return True
-
-    if index < 0 and not any(importlib.util.find_spec(m) for m in FEATURE_MODULES):
-        return f"there is no tab '{args.tab}'; choose one of {', '.join(known)}."
-    out: Path = args.screenshot
-    if out.parent and not out.parent.exists():
-        return f"{out}: the folder {out.parent} does not exist."
-    window.resize(width, height)
-    if index >= 0:
-        window.tabs.setCurrentIndex(index)
-    window.show()
-
-    grabbed = False
-
-    def grab() -> None:
-        nonlocal grabbed
-        if grabbed:  # a later state change of the Graph tab (as the window closes) must not grab again
-            return
-        grabbed = True
-        window.repaint()
-        if window.grab().save(str(out), "PNG"):
-            print(f"Saved {out}", file=sys.stderr)
-            finish(0)
-        else:
-            finish(_fail(f"{out}: the screenshot could not be written."))
-
-    def when_tab_ready() -> None:
-        if window.views_pending():
-            QTimer.singleShot(50, when_tab_ready)
-            return
-        if args.layer:
-            window.select_layer(args.layer)
-        if args.attribute:
-            _explain_then(window, features, args.attribute, lambda: QTimer.singleShot(SETTLE_MS, grab), finish,
-                          args.input)
-            return
-        graph = window.graph_view
-        if window.current_tab_title() != "Graph" or graph is None:
-            QTimer.singleShot(SETTLE_MS, grab)
-            return
-        if graph.state in ("graph", "message", "error"):
-            QTimer.singleShot(SETTLE_MS * 2, grab)
-            return
-        graph.stateChanged.connect(lambda state: state in ("graph", "message", "error")
-                                   and QTimer.singleShot(SETTLE_MS * 2, grab))
-
-    def on_loaded(ok: bool, message: str) -> None:
-        if not ok:
-            finish(_fail(message or "the model could not be opened."))
-            return
-        window.ensure_views()
-        window.tabs.setCurrentIndex(index)
-        when_tab_ready()
-
-    window.loadFinished.connect(on_loaded)
-    timer = QTimer(window)
-    timer.setSingleShot(True)
-    timer.timeout.connect(lambda: finish(_fail(f"timed out after {args.timeout:g} s waiting for the window.")))
-    timer.start(int(args.timeout * 1000))
-    return check_tab
-
-
-def _choose_input(panel, value: str) -> None:
-    """Put `value` (as `run --input` takes it) into the Explain panel's input picker."""
-    if value == "random" or value.startswith("random:"):
-        source, field = "random", panel.shape
-        value = value.partition(":")[2]
-    elif value.lower().endswith(".npy"):
-        source, field = "npy", panel.npy_path
-    elif Path(value).suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"):
-        source, field = "image", panel.image_path
-    else:
-        source, field = "text", None
-    panel.source.setCurrentIndex(panel.source.findData(source))
-    if field is None:
-        panel.text.setPlainText(value)
-    else:
-        field.setText(value)
-
-
-def _explain_then(window, features: list[object], method: str, then: Callable[[], None],
-                  finish: Callable[[int], None], input_value: str | None = None) -> None:
-    """Press Run, then Attribute with `method` on the Explain tab, and call `then` when both are shown."""
-    from app.run_controller import RunController
-
-    controller = next((f for f in features if isinstance(f, RunController)), None)
-    if controller is None or window.current_tab_title() != "Explain":
-        finish(_fail("--attribute needs --tab explain."))
-        return
-    panel = controller.panel
-    index = panel.method.findData(method)
-    if index < 0:
-        choices = ", ".join(str(panel.method.itemData(i)) for i in range(panel.method.count()))
-        finish(_fail(f"unknown attribution method '{method}'; choose one of {choices}."))
-        return
-    panel.method.setCurrentIndex(index)
-    if input_value:
-        _choose_input(panel, input_value)
-    buttons = [panel.run_button, panel.attribute_button]
-    pressed: list[object] = []
-
-    def press_next() -> None:
-        if not buttons:
-            controller.requestEnded.disconnect(on_end)
-            then()
-            return
-        button = buttons.pop(0)
-        pressed.append(button)
-        if not button.isEnabled():
-            finish(_fail(f"the Explain tab cannot {button.text().lower()} this model."))
-            return
-        button.click()
-
-    def on_end() -> None:
-        session = controller.session
-        done = session.last_attribution if pressed[-1] is panel.attribute_button else session.last_run
-        if done is None:  # failed or cancelled: the error dialog said why
-            finish(_fail(window.last_error or "the Explain tab's job failed."))
-            return
-        press_next()
-
-    controller.requestEnded.connect(on_end)
-    press_next()
