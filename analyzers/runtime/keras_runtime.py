@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -301,8 +302,18 @@ def open_keras(path: Path, options: LoadOptions, device: str = "auto") -> Steps[
     if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):  # Keras would say "File not found"
         raise CorruptFile(sentence(path, "it is not a .keras archive (a zip file); the file is truncated or "
                                          "corrupted"))
+    # The same checks as inspecting it (duplicate or case-colliding members, members that inflate past
+    # their limits, impossible datasets) before Keras extracts anything; its notes travel with the model.
+    from analyzers.loaders import open_model
+    from analyzers.tasks import drive
+
+    checked = drive(open_model(path, options))
+    notes = [n for n in checked.notes if "outside its folder" in n]
     try:
-        model = keras.saving.load_model(str(path), compile=False, safe_mode=not options.trust)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = keras.saving.load_model(str(path), compile=False, safe_mode=not options.trust)
+        notes.extend(keras_warning_notes(caught))
     except ValueError as exc:
         text = str(exc)
         if "safe_mode" in text or "Lambda" in text:
@@ -320,7 +331,23 @@ def open_keras(path: Path, options: LoadOptions, device: str = "auto") -> Steps[
         encoder = qa_encoder(entry.input)
     yield Progress(3, 3, "Ready")
     return KerasLiveModel(model, path, dev, hint=hint, labels=tuple(entry.labels) if entry else (),
-                          task=entry.task if entry else "", sample=entry, encoder=encoder)
+                          task=entry.task if entry else "", sample=entry, encoder=encoder, notes=notes)
+
+
+def keras_warning_notes(caught: list[Any]) -> list[str]:
+    """Keras's loading warnings as notes beside the result (they went to stderr): weights that did not load
+    mean layers run with fresh random weights, which the user must know."""
+    notes: list[str] = []
+    for w in caught:
+        text = str(w.message)
+        if "freshly-initialized weights" in text:
+            notes.append("Keras could not load the weights of some nested layers; they run with freshly "
+                         "initialised (random) weights, so the results do not reflect the saved model.")
+        elif "archive extraction" in text:
+            continue  # the same names are reported from the archive check above
+        elif not issubclass(w.category, DeprecationWarning):
+            notes.append(f"Keras: {text.strip().splitlines()[0][:200]}")
+    return list(dict.fromkeys(notes))
 
 
 def _hint(model: Any, entry: Any) -> InputHint:

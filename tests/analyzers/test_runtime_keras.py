@@ -269,3 +269,30 @@ def test_generator_output_is_raw_and_a_sigmoid_discriminator_is_attributed_on_it
     w = dis.layers[-1].get_weights()[0][:, 0].reshape(6, 6, 1)
     np.testing.assert_allclose(sal.map, w, rtol=1e-5, atol=1e-6)  # d(logit)/dx of a linear logit is its weights
     assert sal.parameters["output"] == "logits (the final sigmoid is bypassed)"
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")  # the test's own zipfile writes the duplicate
+def test_running_a_keras_archive_with_a_zip_slip_member_is_a_note_not_a_warning(twins, tmp_path, capfd):
+    """Keras warned 'Skipping invalid path during archive extraction' on stderr (exit 0); the member is a
+    finding beside the result, and a duplicated member is refused before Keras extracts anything."""
+    import shutil
+    import zipfile
+
+    keras_path = twins[0].path
+    slip = tmp_path / "slip.keras"
+    shutil.copy(keras_path, slip)
+    with zipfile.ZipFile(slip, "a") as zf:
+        zf.writestr("../../escaped.txt", "x")
+    live = load_live_model(slip)
+    assert any("outside its folder" in n for n in live.notes), live.notes
+    err = capfd.readouterr().err
+    assert "Skipping invalid path" not in err and "archive extraction" not in err
+    dup = tmp_path / "dup.keras"
+    with zipfile.ZipFile(keras_path) as src, zipfile.ZipFile(dup, "w") as out:
+        config = src.read("config.json")
+        out.writestr("config.json", b'{"class_name": "Evil"}')
+        for info in src.infolist():
+            out.writestr(info, src.read(info))
+    with pytest.raises(CorruptFile, match=r"^dup\.keras: the archive holds 2 members named 'config\.json'"):
+        load_live_model(dup)
+    assert config
