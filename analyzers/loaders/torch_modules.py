@@ -107,3 +107,69 @@ def _info(
         shared_with=shared,
         stored_bytes=on_disk.stored_bytes if on_disk else None,
     )
+
+
+def plain_attributes(state: Mapping[str, Any]) -> dict[str, object]:
+    """Hyper-parameters among a pickled module's `__dict__` entries (strings capped, nothing else kept)."""
+    out: dict[str, object] = {}
+    for key, value in state.items():
+        if not isinstance(key, str) or key.startswith("_") or key in ("training", "dump_patches", "call_super_init"):
+            continue
+        if isinstance(value, str):
+            value = value if len(value) <= 200 else value[:199] + "…"
+        if isinstance(value, _SIMPLE) or (
+            isinstance(value, tuple) and len(value) <= 8 and all(isinstance(v, _SIMPLE) for v in value)
+        ):
+            out[key[:200]] = value
+    return out
+
+
+def standin_tree(model: Any, check_name: Callable[[str], str]) -> tuple[LayerNode, list[str], list[str]]:
+    """Typed tree of a module the restricted unpickler read (torch_pickle.Opaque stand-ins), with nothing run.
+
+    Class names come from the pickle, children from `_modules`, parameters from `_parameters`,
+    buffers from `_buffers`, hyper-parameters from plain `__dict__` entries. Returns the tree, the
+    module classes it met (the file's own first) and notes. `check_name` refuses absurd names."""
+    from analyzers.loaders.torch_stubs import Opaque, TensorStub, key_text
+
+    def type_of(module: Opaque) -> str:
+        return check_name(module.cls.short)[:200]
+
+    builder = TreeBuilder(type_of(model))
+    first_owner: dict[int, str] = {}
+    descended: set[int] = set()
+    classes: dict[tuple[str, str], str] = {}
+    opaque_tensors: list[str] = []
+    stack: list[tuple[str, Any]] = [("", model)]
+    while stack:
+        path, module = stack.pop()
+        state = module.state_dict() or {}
+        classes.setdefault((module.cls.module, module.cls.name), type_of(module))
+        builder.add_node(path, type_of(module), plain_attributes(state))
+        prefix = f"{path}." if path else ""
+        groups = (("param", state.get("_parameters")), ("buffer", state.get("_buffers")))
+        for kind, tensors in groups:
+            for name, tensor in (tensors.items() if isinstance(tensors, Mapping) else ()):
+                full = check_name(prefix + key_text(name))
+                if tensor is None:
+                    continue
+                if not isinstance(tensor, TensorStub):
+                    opaque_tensors.append(full)
+                    continue
+                shared = first_owner.setdefault(id(tensor), full)
+                builder.add_tensor(path, TensorInfo(
+                    name=full, shape=tensor.shape, dtype=tensor.dtype, kind=kind,
+                    trainable=kind == "param" and tensor.requires_grad, shared_with=None if shared == full else shared))
+        if id(module) in descended:  # a module reused in two places: its children are walked once
+            continue
+        descended.add(id(module))
+        children = state.get("_modules")
+        if isinstance(children, Mapping):
+            found = [(check_name(prefix + key_text(n)), m) for n, m in children.items() if isinstance(m, Opaque)]
+            stack.extend(reversed(found))
+    ordered = sorted(classes.items(), key=lambda kv: kv[0][0].startswith("torch."))  # stable: walk order
+    notes: list[str] = []
+    if opaque_tensors:
+        notes.append(f"{len(opaque_tensors)} tensor(s) of classes LayerScope does not read (e.g. "
+                     f"{opaque_tensors[0][:80]}) are not counted.")
+    return builder.build(sort=False), list(dict.fromkeys(name for _, name in ordered)), notes

@@ -1,4 +1,4 @@
-"""PyTorch checkpoints: counts equal torch's own, buffers apart, tied once, pickled code refused."""
+"""PyTorch checkpoints: counts equal torch's own, buffers apart, tied once, pickled code never run."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 
 from analyzers.errors import ArchitectureError, CorruptFile, TrustRequired
 from analyzers.loaders import LoadOptions, open_model
+from analyzers.loaders.pytorch_loader import load_checkpoint
 from analyzers.tasks import drive
 from tests.torch_fixtures import TiedLM, TinyCNN, buffer_count, param_count
 
@@ -76,21 +77,22 @@ def test_training_checkpoints_nest_the_state_dict(tmp_path: Path, wrap: str) -> 
     json.dumps(summary.metadata)  # JSON-able
 
 
-def test_full_module_refused_without_trust_and_typed_with_it(tmp_path: Path) -> None:
+def test_full_module_read_without_running_it(tmp_path: Path) -> None:
+    """A pickled nn.Module opens without --trust: the restricted unpickler shows its tree, nothing runs."""
     model = TinyCNN()
     path = tmp_path / "full.pt"
     torch.save(model, path)
-    with pytest.raises(TrustRequired) as err:
-        open_summary(path)
-    assert "TinyCNN" in str(err.value) and "trust" in str(err.value)
-    summary = open_summary(path, trust=True)
-    assert summary.totals.params == param_count(model)
-    assert summary.root.type == "TinyCNN"
-    conv = summary.node("features.0")
-    assert conv.type == "Conv2d"
-    assert conv.attributes["kernel_size"] == (3, 3)
-    assert conv.attributes["out_channels"] == 8
-    assert summary.node("features.1").type == "BatchNorm2d"
+    for trust in (False, True):  # inspecting never unpickles for real, trusted or not
+        summary = open_summary(path, trust=trust)
+        assert summary.totals.params == param_count(model)
+        assert summary.totals.buffers == sum(b.numel() for b in model.buffers())
+        assert summary.root.type == "TinyCNN"
+        conv = summary.node("features.0")
+        assert conv.type == "Conv2d"
+        assert conv.attributes["kernel_size"] == (3, 3)
+        assert conv.attributes["out_channels"] == 8
+        assert summary.node("features.1").type == "BatchNorm2d"
+        assert summary.notes[0].startswith("Full pickled module read without running it: classes TinyCNN")
 
 
 class _Payload:
@@ -103,12 +105,16 @@ class _Payload:
         return (Path.write_text, (Path(self.target), "pwned"))
 
 
-def test_malicious_pickle_creates_nothing_without_trust(tmp_path: Path) -> None:
+def test_malicious_pickle_creates_nothing(tmp_path: Path) -> None:
     target = tmp_path / "created_by_pickle.txt"
     path = tmp_path / "evil.pt"
     torch.save({"weight": torch.zeros(2), "payload": _Payload(str(target))}, path)
-    with pytest.raises(TrustRequired):
-        open_summary(path)
+    summary = open_summary(path)
+    assert summary.totals.params == 2
+    assert summary.metadata["payload"] == "write_text object"
+    assert not target.exists()
+    with pytest.raises(TrustRequired):  # running it (the runtime's loader) still needs trust
+        load_checkpoint(path, trust=False)
     assert not target.exists()
     legacy = tmp_path / "evil.pth"
     with legacy.open("wb") as f:
