@@ -11,7 +11,6 @@ import pytest
 import torch
 from torch import nn
 
-from analyzers.errors import TrustRequired
 from analyzers.loaders import LoadOptions, find_loader, open_model
 from analyzers.tasks import drive
 from tests.analyzers.format_cli import run_cli_batch
@@ -114,8 +113,8 @@ def test_torch_export_counts_equal_the_module(files: dict) -> None:
     assert summary.metadata["inputs"][0]["shape"] == [2, 6]
 
 
-def test_torch_export_with_pickled_payload_needs_trust(files: dict, tmp_path: Path) -> None:
-    """A .pt2 whose sample inputs need full pickle would run code in torch.export.load: refused."""
+def test_torch_export_pickled_sample_inputs_are_never_opened(files: dict, tmp_path: Path) -> None:
+    """A .pt2 whose sample inputs need full pickle (torch.export.load would run them) opens from its JSON."""
     src = files["tmp"] / "net.pt2"
     crafted = tmp_path / "crafted.pt2"
     buf = io.BytesIO()
@@ -126,8 +125,9 @@ def test_torch_export_with_pickled_payload_needs_trust(files: dict, tmp_path: Pa
             if info.filename.endswith("data/sample_inputs/model.pt"):
                 data = buf.getvalue()
             zout.writestr(info, data)
-    with pytest.raises(TrustRequired, match="crafted.pt2"):
-        drive(open_model(crafted, LoadOptions()))
+    summary = drive(open_model(crafted, LoadOptions()))
+    assert summary_counts(summary) == counts(files["model"])
+    assert summary.node("blocks.0").type == "Block"
 
 
 def test_cli_json_and_table(files: dict, tmp_path: Path) -> None:
