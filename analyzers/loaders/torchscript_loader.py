@@ -1,9 +1,13 @@
 """TorchScript archives (`torch.jit.save`): the scripted module tree with its original class names.
 
 `torch.jit.load` rebuilds the module from TorchScript code and tensors; it does not unpickle Python
-classes. Parameters and buffers are kept apart (every buffer the archive stores is shown: a scripted
-module no longer knows which ones were non-persistent), `requires_grad` gives trainability, and the
-`Final` constants of each scripted class (in_features, kernel_size ...) become attributes.
+classes. Before it runs, the archive is checked the way a torch.save zip is (`check_archive`): no
+duplicate or case-colliding members, no member that inflates past a cap, and every pickle read by
+the restricted unpickler so that a tensor reaching past the bytes its storage record holds (a
+truncated record torch would read as garbage) is refused. Parameters and buffers are kept apart
+(every buffer the archive stores is shown: a scripted module no longer knows which ones were
+non-persistent), `requires_grad` gives trainability, and the `Final` constants of each scripted
+class (in_features, kernel_size ...) become attributes.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import Any
 from analyzers.errors import CorruptFile, sentence
 from analyzers.loaders import LoadOptions, loader
 from analyzers.loaders.format_util import decorate_tree, first_line
-from analyzers.loaders.pytorch_loader import zip_kind
+from analyzers.loaders.pytorch_loader import data_pickle_name, read_zip_pickle, zip_kind
+from analyzers.loaders.safe_files import METADATA_LIMIT, PICKLE_LIMIT, SafeZip, display_name
 from analyzers.summary import ModelSummary, SourceInfo
 from analyzers.tasks import Progress, Steps
 
@@ -62,15 +67,25 @@ def script_attributes(module: Any) -> dict[str, object]:
     return out
 
 
-def _extra_files(path: Path) -> dict[str, str]:
-    """Small text files saved next to the code with `_extra_files` (producer info, configs)."""
-    out: dict[str, str] = {}
-    with zipfile.ZipFile(path) as zf:
-        for info in zf.infolist():
-            parts = info.filename.split("/")
-            if len(parts) >= 3 and parts[1] == "extra" and info.file_size <= MAX_EXTRA_BYTES:
-                out["/".join(parts[2:])] = zf.read(info).decode("utf-8", "replace")
-    return out
+def check_archive(path: Path) -> tuple[list[str], dict[str, str]]:
+    """Refuse, in one sentence, an archive torch.jit.load would misread or that would exhaust memory;
+    return the archive's findings and its small extra files."""
+    extra: dict[str, str] = {}
+    with SafeZip(path) as zf:
+        root = data_pickle_name(path, zf.names)[: -len("data.pkl")]
+        for name in zf.names:
+            info = zf.infos[name]
+            if info.compress_type != zipfile.ZIP_STORED and info.file_size > METADATA_LIMIT:
+                raise CorruptFile(sentence(path, f"its member '{display_name(name)}' inflates to {info.file_size:,} "
+                                                 f"bytes; torch writes nothing compressed that large"))
+            rest = name[len(root):] if name.startswith(root) else ""
+            if rest.endswith(".pkl") and "/" not in rest:  # X.pkl keeps its tensors in records X/<key>
+                stem = rest[:-4]  # torch.jit.load reads data and constants (an empty record there crashes it)
+                read_zip_pickle(path, zf, name, f"{root}{stem}/", PICKLE_LIMIT,
+                                allow_empty=stem not in ("data", "constants"))
+            elif rest.startswith("extra/") and info.file_size <= MAX_EXTRA_BYTES:
+                extra[rest[len("extra/"):]] = zf.read(name, MAX_EXTRA_BYTES).decode("utf-8", "replace")
+        return list(zf.findings), extra
 
 
 @loader(
@@ -82,12 +97,13 @@ def _extra_files(path: Path) -> dict[str, str]:
 )
 def open_torchscript(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
     """torch.jit.load on the CPU, then the module tree with original class names, params and buffers apart."""
-    yield Progress(0, 3, "Importing torch")
+    yield Progress(0, 3, f"Checking {path.name} (members, pickles, storage records)")
+    findings, extra = check_archive(path)
+    yield Progress(1, 3, "Importing torch and loading TorchScript")
     import torch
 
     from analyzers.loaders.torch_modules import module_tree
 
-    yield Progress(1, 3, f"Loading TorchScript from {path.name}")
     try:
         module = torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError, zipfile.BadZipFile, OSError) as exc:
@@ -106,7 +122,6 @@ def open_torchscript(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
         metadata["methods"] = sorted(module._c._method_names())
     except (AttributeError, RuntimeError):
         pass
-    extra = _extra_files(path)
     if extra:
         metadata["extra_files"] = {k: v[:500] for k, v in extra.items()}
     yield Progress(3, 3, "Done")
@@ -114,5 +129,5 @@ def open_torchscript(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
         source=SourceInfo(str(path), "torchscript", "torch", (str(path),), path.stat().st_size),
         root=root,
         metadata=metadata,
-        notes=("TorchScript keeps every stored buffer; whether one was non-persistent is not recorded.",),
+        notes=("TorchScript keeps every stored buffer; whether one was non-persistent is not recorded.", *findings),
     )
