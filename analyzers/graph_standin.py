@@ -14,7 +14,8 @@ graph from, checked by loading each one in Netron 9.3:
 - GGUF: the header and tensor table only (Netron draws the architecture from the metadata).
 - TorchScript: the archive with every storage declared zero elements long: the traced graph.
 - torch.export .pt2: the archive with the weight files emptied: the exported graph.
-- SavedModel: saved_model.pb and variables.index; the variables' data is never served.
+- SavedModel: the serving signature's function as a SavedModel of its own (Netron opened the
+  original on `__saved_model_init_op` and laid out the variables' bookkeeping for 15-30 s).
 
 A small single file (under `SMALL_FILE_BYTES`) is handed over as it is: Netron then shows weight
 values too. Everything here reads headers or metadata only and runs in a worker thread.
@@ -35,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analyzers.errors import LayerScopeError, sentence
+from analyzers.errors import LayerScopeError, printable, sentence
 from analyzers.nametree import natural_key
 from analyzers.summary import ModelSummary
 from analyzers.tasks import Progress, Steps, drive
@@ -87,7 +88,7 @@ def standin_steps(summary: ModelSummary, out_dir: Path | str,
     yield Progress(0, 1, f"Preparing the graph of {name}")
     try:
         if kind == "savedmodel":
-            return _savedmodel(source, max_original_bytes)
+            return (yield from _savedmodel(source, out, max_original_bytes))
         if kind in ("safetensors", "safetensors-index", "hf-safetensors"):
             files = [source] if kind == "safetensors" else [Path(f) for f in summary.source.files]
             if len(files) == 1 and files[0].stat().st_size <= max_original_bytes:
@@ -145,7 +146,7 @@ STANDIN_TEXT = {
 
 # onnx and h5py parse in C and hold the GIL for seconds on a large file: a child process writes
 # those stand-ins, so the window keeps painting (and Cancel kills the child at once).
-CHILD_WRITERS = frozenset({"onnx", "keras", "h5"})
+CHILD_WRITERS = frozenset({"onnx", "keras", "h5", "savedmodel"})
 
 
 def _write_in_child(kind: str, source: Path, target: Path) -> Steps[None]:
@@ -542,7 +543,8 @@ def write_torch_export_standin(source: Path, target: Path) -> None:
 # --- SavedModel -------------------------------------------------------------------------------
 
 
-def _savedmodel(folder: Path, max_original_bytes: int) -> StandIn:
+def _savedmodel(folder: Path, out: Path, max_original_bytes: int) -> Steps[StandIn]:
+    """The serving function as a SavedModel of its own (analyzers.savedmodel_standin), written in a child."""
     pb = folder / "saved_model.pb"
     if not pb.is_file():
         pb = folder / "saved_model.pbtxt"
@@ -550,17 +552,32 @@ def _savedmodel(folder: Path, max_original_bytes: int) -> StandIn:
     if size > max(max_original_bytes, SMALL_FILE_BYTES):
         return StandIn(None, sentence(pb, f"the graph file is {_size(size)}, so it holds the weights as constants; "
                                           "Netron would read all of it, so the graph is not drawn"))
-    extra: dict[str, Path] = {}
-    index = folder / "variables" / "variables.index"
-    if index.is_file() and index.stat().st_size <= SMALL_FILE_BYTES:
-        extra["variables/variables.index"] = index
-    return StandIn(pb, "Netron reads saved_model.pb (the graph) and the variables' index; the variables' data "
-                       "is never served.", "original", extra, display_name=folder.name)
+    target = out / (folder.name or "savedmodel") / "saved_model.pb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield from _write_in_child("savedmodel", folder, target)
+    except ValueError as exc:  # the serving function could not be isolated: Netron reads the file itself
+        extra: dict[str, Path] = {}
+        index = folder / "variables" / "variables.index"
+        if index.is_file() and index.stat().st_size <= SMALL_FILE_BYTES:
+            extra["variables/variables.index"] = index
+        return StandIn(pb, f"Netron reads saved_model.pb itself (the serving function could not be isolated: "
+                           f"{printable(exc, 160).rstrip('.')}); the variables' data is never served.", "original", extra,
+                       display_name=folder.name)
+    return StandIn(target, "Netron is shown the serving signature's function (its ops, and the variables' shapes as "
+                           "weights) in a SavedModel of its own; the variables' data is never read.", "standin",
+                   display_name=folder.name)
+
+
+def _write_savedmodel(source: Path, target: Path) -> None:
+    from analyzers.savedmodel_standin import write_savedmodel_standin  # protobuf modules only, no TensorFlow
+
+    write_savedmodel_standin(source, target)
 
 
 WRITERS = {"onnx": write_onnx_standin, "keras": write_keras_standin, "h5": write_h5_standin,
            "gguf": write_gguf_standin, "torchscript": write_torchscript_standin,
-           "torch-export": write_torch_export_standin}
+           "torch-export": write_torch_export_standin, "savedmodel": _write_savedmodel}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -332,3 +332,128 @@ def test_safetensors_dtype_codes_round_trip(tmp_path: Path) -> None:
     with standin.path.open("rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
     assert n % 8 == 0
+
+
+# --- SavedModel: the serving function, not the main graph's bookkeeping ----------------------------
+
+BOOKKEEPING_OPS = {"VarHandleOp", "VarIsInitializedOp", "AssignVariableOp", "SaveV2", "RestoreV2", "MergeV2Checkpoints"}
+
+
+def _saved_model(path: Path):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString(path.read_bytes())
+    return proto
+
+
+def _shape(attr) -> tuple[int, ...]:
+    return tuple(int(d.size) for d in attr.list.shape[0].dim)
+
+
+@pytest.mark.slow
+def test_a_keras_export_is_drawn_from_its_serving_function(tmp_path: Path) -> None:
+    """Netron opened a SavedModel on __saved_model_init_op and laid out the variables' bookkeeping for 15-30 s."""
+    import keras
+
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization(),
+                              keras.layers.ReLU(), keras.layers.Flatten(), keras.layers.Dense(6),
+                              keras.layers.Dense(5)])
+    folder = tmp_path / "exported"
+    model.export(str(folder), verbose=False)
+    original = _saved_model(folder / "saved_model.pb").meta_graphs[0]
+    assert "__saved_model_init_op" in original.signature_def  # what Netron opened on
+    standin = make_standin(bare_summary(folder, "savedmodel"), tmp_path / "out")
+    assert standin.kind == "standin" and standin.display_name == "exported"
+    assert not standin.extra_files  # the variables (index or data) are never served
+    proto = _saved_model(standin.path)
+    assert len(proto.meta_graphs) == 1
+    mg = proto.meta_graphs[0]
+    assert list(mg.signature_def) == ["serving_default"]
+    ops = [n.op for n in mg.graph_def.node]
+    assert not BOOKKEEPING_OPS & set(ops), set(ops) & BOOKKEEPING_OPS
+    assert BOOKKEEPING_OPS & {n.op for n in original.graph_def.node}  # the original's main graph has them
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert ops.count("MatMul") == len(dense) and ops.count("Conv2D") == 1
+    # every weight the model serves with reaches Netron as a read with the variable's shape (Keras's own shapes)
+    reads = sorted(_shape(n.attr["_output_shapes"]) for n in mg.graph_def.node if n.op == "ReadVariableOp")
+    assert reads == sorted(tuple(w.shape) for w in model.weights)
+    # the graph's input and output are the signature's, named inside the drawn graph
+    sig = mg.signature_def["serving_default"]
+    (inp,) = sig.inputs.values()
+    (out,) = sig.outputs.values()
+    names = {n.name: n for n in mg.graph_def.node}
+    placeholder = names[inp.name.split(":")[0]]
+    assert placeholder.op == "Placeholder" and _shape(placeholder.attr["_output_shapes"]) == (-1, *model.input_shape[1:])
+    assert out.name.split(":")[0] in names and [d.size for d in out.tensor_shape.dim] == [-1, 5]
+    for node in mg.graph_def.node:  # every data input names a node of the graph (no function-body names left)
+        for tensor in node.input:
+            assert tensor.split(":")[0] in names and tensor.count(":") <= 1, (node.name, tensor)
+    assert standin.path.stat().st_size < (folder / "saved_model.pb").stat().st_size
+
+
+@pytest.mark.slow
+def test_a_saved_module_keeps_multi_output_ops_wired(tmp_path: Path) -> None:
+    """Function bodies name outputs by argument ('TopKV2:indices:0'); the graph needs the flat position."""
+    import tensorflow as tf
+    from tensorflow.python.framework import op_def_registry
+
+    class Module(tf.Module):
+        def __init__(self) -> None:
+            self.w = tf.Variable(tf.ones((3, 4)), name="w")
+
+        @tf.function(input_signature=[tf.TensorSpec((None, 3), tf.float32)])
+        def __call__(self, x):
+            y = tf.matmul(x, self.w)
+            left, right = tf.split(y, 2, axis=1)
+            return {"sum": left + right, "top": tf.math.top_k(y, k=1).indices}
+
+    module = Module()
+    folder = tmp_path / "module"
+    tf.saved_model.save(module, str(folder), signatures=module.__call__)
+    standin = make_standin(bare_summary(folder, "savedmodel"), tmp_path / "out")
+    mg = _saved_model(standin.path).meta_graphs[0]
+    nodes = {n.name: n for n in mg.graph_def.node}
+    add = next(n for n in mg.graph_def.node if n.op == "AddV2")
+    split = next(n for n in mg.graph_def.node if n.op == "Split")
+    assert list(add.input) == [split.name, f"{split.name}:1"]  # the two halves, in order
+    topk_args = [a.name for a in op_def_registry.get("TopKV2").output_arg]  # TensorFlow's own op definition
+    out = mg.signature_def["serving_default"].outputs["top"].name
+    producer = nodes[out.split(":")[0]]
+    while producer.op == "Identity":
+        out = producer.input[0]
+        producer = nodes[out.split(":")[0]]
+    assert producer.op == "TopKV2" and out == f"{producer.name}:{topk_args.index('indices')}"
+
+
+@pytest.mark.slow
+def test_a_tf1_saved_model_keeps_only_what_serving_needs(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    folder = tmp_path / "tf1"
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        x = tf.compat.v1.placeholder(tf.float32, (None, 3), name="x")
+        w = tf.compat.v1.get_variable("w", (3, 2))
+        y = tf.identity(tf.matmul(x, w), name="y")
+        unused = tf.identity(tf.reduce_sum(w) * 2.0, name="unused")  # in the graph, not in the signature
+        session.run(tf.compat.v1.global_variables_initializer())
+        builder = tf.compat.v1.saved_model.Builder(str(folder))
+        sig = tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"y": y})
+        other = tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"unused": unused})
+        builder.add_meta_graph_and_variables(session, ["serve"], {"serving_default": sig, "aaa_other": other})
+        builder.save()
+    standin = make_standin(bare_summary(folder, "savedmodel"), tmp_path / "out")
+    mg = _saved_model(standin.path).meta_graphs[0]
+    assert list(mg.signature_def) == ["serving_default"]
+    names = {n.name for n in mg.graph_def.node}
+    assert {"x", "y", "MatMul"} <= names and "unused" not in names
+
+
+def test_a_savedmodel_whose_graph_cannot_be_read_is_handed_to_netron_as_it_is(tmp_path: Path) -> None:
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "saved_model.pb").write_bytes(b"\x0a\xff\xff\xff\x0f" + b"\x00" * 64)  # a truncated protobuf
+    standin = make_standin(bare_summary(folder, "savedmodel"), tmp_path / "out")
+    assert standin.kind == "original" and standin.path == folder / "saved_model.pb"
+    assert "\n" not in standin.reason and "could not be isolated" in standin.reason
