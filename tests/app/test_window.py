@@ -277,6 +277,33 @@ def test_theme_switch_is_applied_and_remembered(window) -> None:
         window.set_theme("system")
 
 
+def test_charts_follow_a_theme_switched_while_running(window, open_and_wait, tmp_path, qtbot) -> None:
+    """View ▸ Theme ▸ Dark left the Memory legend black on dark: every chart takes the new palette."""
+    import re
+
+    from PySide6.QtGui import QPalette
+
+    fixture = safetensors_file(tmp_path)
+    assert open_and_wait(window, fixture.path)[0]
+    charts = [window.overview.block_chart, window.overview.dtype_chart, window.memory_view.chart]
+    try:
+        for choice in ("dark", "light"):
+            window.set_theme(choice)
+            qtbot.wait(20)
+            palette = QApplication.palette()
+            base, text = palette.color(QPalette.ColorRole.Base), palette.color(QPalette.ColorRole.WindowText)
+            for chart in charts:
+                assert chart.backgroundBrush().color() == base, (choice, chart)
+                assert chart.captions._color == text, (choice, chart)
+            legend = [label for _, label in window.memory_view.chart._legend.items]
+            assert legend
+            for label in legend:
+                colours = re.findall(r"color:\s*(#[0-9a-fA-F]{6})", label.item.toHtml())
+                assert colours and colours[-1].lower() == text.name().lower(), (choice, label.text)
+    finally:
+        window.set_theme("system")
+
+
 def test_system_theme_follows_a_scheme_change_while_running(window, monkeypatch) -> None:
     """The system switches to dark while the window is open: 'system' follows, a forced 'light' stays light."""
     from PySide6.QtCore import Qt
