@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPalette
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette
 from PySide6.QtWidgets import QWidget
 
 from analyzers.memory import human_bytes, human_count
@@ -24,6 +24,8 @@ MAX_LABEL = 38
 MAX_CAPTIONS = 60
 MIN_CHART_HEIGHT = 140
 ROW_GAP_PX = 6  # pixels between two rows' labels, beyond the font's height
+LABEL_SHARE = 0.4  # row labels take at most this share of the chart's width (the rest: bars and captions)
+TITLE_PT = 10
 
 
 def elide(text: str, limit: int = MAX_LABEL) -> str:
@@ -137,8 +139,15 @@ class _ThemedPlot(pg.PlotWidget):
             axis = plot.getAxis(name)
             axis.setPen(pg.mkPen(fg))
             axis.setTextPen(pg.mkPen(fg))
-        plot.setTitle(self._title, color=fg.name(), size="10pt")
+        self._set_title()
         self._redraw()
+
+    def _set_title(self) -> None:
+        """The title, elided to the chart's width: a wider title widened the plot past the widget."""
+        font = QFont(self.font())
+        font.setPointSizeF(TITLE_PT)
+        title = QFontMetrics(font).elidedText(self._title, Qt.TextElideMode.ElideRight, max(60, self.width() - 24))
+        self.getPlotItem().setTitle(title, color=self.text_color().name(), size=f"{TITLE_PT}pt")
 
     def _redraw(self) -> None:
         """Subclasses draw their data."""
@@ -183,10 +192,15 @@ class _ThemedPlot(pg.PlotWidget):
         """Label every row the height allows: a row whose label would overlap the last one shown gets none."""
         labels = self._row_labels
         n = len(labels)
+        metrics = QFontMetrics(self.font())
         height = self.getPlotItem().getViewBox().height()
-        step = 1 if height <= 0 else max(1, math.ceil(n * (QFontMetrics(self.font()).height() + 2) / height))
+        step = 1 if height <= 0 else max(1, math.ceil(n * (metrics.height() + 2) / height))
         self._label_step = step
-        self.getPlotItem().getAxis("left").setTicks([[(i, elide(labels[i])) for i in range(0, n, step)], []])
+        # Long labels are cut from the left (the end of a path says most) to a share of the width: the
+        # axis grew to the longest label and pushed bars, captions and title past the chart's edge.
+        limit = max(48, int(self.width() * LABEL_SHARE))
+        ticks = [(i, metrics.elidedText(elide(labels[i]), Qt.TextElideMode.ElideLeft, limit)) for i in range(0, n, step)]
+        self.getPlotItem().getAxis("left").setTicks([ticks, []])
 
     def label_step(self) -> int:
         """Rows between two labelled rows (1: every row has its label)."""
@@ -197,6 +211,14 @@ class _ThemedPlot(pg.PlotWidget):
         if event.type() == QEvent.Type.PaletteChange and self._ready:
             self.apply_palette()
         super().changeEvent(event)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Labels and title are elided to the width: fit them again."""
+        super().resizeEvent(event)
+        if self._ready and event.size().width() != event.oldSize().width():
+            self._set_title()
+            if self._row_labels:
+                self._label_rows()
 
 
 class BarChart(_ThemedPlot):

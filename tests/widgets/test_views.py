@@ -332,3 +332,26 @@ def test_block_percentages_are_of_the_whole_model_and_labels_never_overlap(qtbot
     chart.barClicked.emit(OTHER_KEY)
     chart.barClicked.emit("dense_0")
     assert emitted == ["dense_0"]
+
+
+def test_a_narrow_chart_with_long_labels_keeps_bars_captions_and_title_inside(qtbot) -> None:
+    """A 30-character type name widened the left axis, and the plot ran past the chart: '39.2' lost its '%'."""
+    from PySide6.QtGui import QFontMetrics
+
+    chart = BarChart("Parameters by layer type")
+    qtbot.addWidget(chart)
+    chart.resize(370, 220)
+    chart.show()
+    qtbot.waitExposed(chart)
+    labels = ["Linear", "MultiheadAttention", "Embedding", "NonDynamicallyQuantizableLinear", "LayerNorm"]
+    values = [33280, 24960, 17790, 8320, 512]
+    chart.set_bars(labels, values, total=sum(values) + 2)
+    qtbot.wait(50)
+    vb = chart.getPlotItem().getViewBox()
+    metrics = QFontMetrics(chart.font())
+    assert vb.sceneBoundingRect().right() <= chart.viewport().width()
+    for value, caption in zip(chart.values, chart.captions_shown):
+        end = vb.mapViewToScene(QPointF(value, 0)).x() + 5 + metrics.horizontalAdvance(caption)
+        assert end <= chart.viewport().width(), caption
+    title = chart.getPlotItem().titleLabel
+    assert title.sceneBoundingRect().right() <= chart.viewport().width()
