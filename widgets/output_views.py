@@ -143,10 +143,13 @@ class VectorBars(_Themed, pg.PlotWidget):
         n = self.values.size
         brushes = [pg.mkBrush(POSITIVE if v >= 0 else NEGATIVE) for v in self.values]
         self.bars.setOpts(x=np.arange(n), height=self.values, width=0.8, brushes=brushes)
-        top = float(np.abs(self.values).max()) if n else 1.0
+        lo = min(0.0, float(self.values.min())) if n else 0.0
+        hi = max(0.0, float(self.values.max())) if n else 1.0
+        if hi == lo:
+            hi = lo + 1.0
         plot = self.getPlotItem()
         plot.setXRange(-1, max(n, 1), padding=0)
-        plot.setYRange(-(top or 1.0) * 1.05, (top or 1.0) * 1.05, padding=0)
+        plot.setYRange(lo - 0.05 * (hi - lo) * (lo < 0), hi + 0.05 * (hi - lo) * (hi > 0), padding=0)  # 0 stays an edge
 
     def brush_colors(self) -> list[QColor]:
         """The colour of each bar (for tests)."""
