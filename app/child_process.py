@@ -107,6 +107,34 @@ def spawn(module: str) -> subprocess.Popen:
                             cwd=str(ROOT), env=child_environment(), bufsize=0)
 
 
+_prespawned: dict[str, subprocess.Popen] = {}
+
+
+def prespawn(module: str) -> None:
+    """Start `python -m module` now, before anyone asks for it (the window does this before its first paint
+    so that the loader's imports overlap with Qt's); `take_prespawned` hands it over later."""
+    if module not in _prespawned:
+        try:
+            _prespawned[module] = spawn(module)
+        except OSError:
+            pass  # the first request spawns it and reports a failure then
+
+
+def take_prespawned(module: str) -> subprocess.Popen | None:
+    """The child `prespawn` started for `module`, if it is still alive (it is handed out once)."""
+    proc = _prespawned.pop(module, None)
+    if proc is not None and proc.poll() is not None:
+        kill(proc)
+        return None
+    return proc
+
+
+def close_prespawned() -> None:
+    """Close the children started ahead that nobody took (the window closed before it opened a model)."""
+    while _prespawned:
+        close(_prespawned.popitem()[1], wait_s=0.5)
+
+
 def kill(proc: subprocess.Popen | None) -> None:
     """Stop a child now and close its pipes."""
     if proc is None:

@@ -67,3 +67,25 @@ def install(show: Callable[[str], None]) -> None:
 
     sys.excepthook = hook
     threading.excepthook = thread_hook
+
+
+# Qt's own notices that say nothing to a user: the offscreen platform (--screenshot) cannot honour window
+# size hints, and says so on every new top-level window.
+QT_NOISE = ("This plugin does not support propagateSizeHints()",)
+
+
+def quiet_qt_noise() -> None:
+    """Drop Qt's known harmless notices (QT_NOISE); every other Qt message still reaches stderr."""
+    from PySide6.QtCore import qInstallMessageHandler
+
+    previous: list = []
+
+    def handler(mode, context, message: str) -> None:
+        if any(message.startswith(noise) for noise in QT_NOISE):
+            return
+        if previous and previous[0] is not None:
+            previous[0](mode, context, message)
+        else:
+            sys.stderr.write(message + "\n")
+
+    previous.append(qInstallMessageHandler(handler))

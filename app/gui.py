@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-features", action="store_true", help=argparse.SUPPRESS)  # no Explain tab (tests, benches)
     p.add_argument("--first-paint-report", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--exit-after-first-paint", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--exit-after-tree", action="store_true", help=argparse.SUPPRESS)  # bench/launch_to_tree.py
     return p
 
 
@@ -146,12 +147,16 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if len(args.paths) > 2:
         return fail("give at most two paths.")
-    if args.screenshot is not None or args.exit_after_first_paint:
+    if args.screenshot is not None or args.exit_after_first_paint or args.exit_after_tree:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     elif (problem := no_display()) is not None:
         return fail(problem)
     elif (problem := missing_x11_libraries()) is not None:
         return fail(problem)
+    if not args.in_process and not args.exit_after_first_paint:
+        from app.child_process import prespawn
+
+        prespawn("app.loader_process")  # its imports run on the other core while Qt starts here
     from PySide6.QtCore import QCoreApplication
     from PySide6.QtWidgets import QApplication
 
@@ -179,6 +184,7 @@ def main(argv: list[str]) -> int:
     from app import crash_guard
 
     crash_guard.install(window.show_error)
+    crash_guard.quiet_qt_noise()
     window.theme_choice = theme
     paths = [Path(p).expanduser() for p in args.paths]
     report: dict[str, object] = {}
@@ -200,19 +206,29 @@ def main(argv: list[str]) -> int:
         follow_system(app, lambda: window.theme_choice)
         from analyzers.loaders import LoadOptions
 
+        target = paths[0] if paths else default_model_path()
+        if target is not None and not screenshot:  # the loader process reads while the features install
+            window.open_path(target, LoadOptions(trust=args.trust))
         if not args.no_features:
             features.extend(install_features(window))
-        if screenshot and not screenshot_check():
+        if screenshot and not screenshot_check():  # a --screenshot run checks its --tab before it opens
             return
-        options = LoadOptions(trust=args.trust)
-        target = paths[0] if paths else default_model_path()
-        if target is not None:
-            window.open_path(target, options)
-        elif screenshot:
+        if target is not None and screenshot:
+            window.open_path(target, LoadOptions(trust=args.trust))
+        elif target is None and screenshot:
             finish(fail("no PATH given and the bundled sample models are not built (run `make samples`)."))
-        else:
+        elif target is None:
             window.statusBar().showMessage("Open a model with File ▸ Open file… (Ctrl+O) or drop it here.")
 
+    def on_tree(ok: bool, message: str) -> None:
+        report["tree_s"] = time.perf_counter() - started
+        report["ok"], report["message"] = ok, message
+        report["heavy_at_tree"] = heavy_modules_loaded()
+        print(json.dumps(report), flush=True)
+        app.exit(0 if ok else EXIT_ERROR)
+
+    if args.exit_after_tree:
+        window.loadFinished.connect(on_tree)
     window.firstPainted.connect(on_first_paint)
     code: list[int] = []
 
@@ -232,7 +248,7 @@ def main(argv: list[str]) -> int:
     else:
         window.show()
     extra = []
-    if len(paths) == 2 and not screenshot and not args.exit_after_first_paint:
+    if len(paths) == 2 and not screenshot and not args.exit_after_first_paint and not args.exit_after_tree:
         second = MainWindow(settings, isolated_loading=not args.in_process)
         if not args.no_features:
             features.extend(install_features(second))
@@ -258,6 +274,7 @@ def _close_windows(app, windows: list) -> None:
     can crash the interpreter on its way out."""
     from PySide6.QtCore import QCoreApplication, QEvent
 
+    from app.child_process import close_prespawned
     from app.loader_process import shutdown_shared
     from app.runner_process import shutdown_shared as shutdown_runner
 
@@ -267,4 +284,5 @@ def _close_windows(app, windows: list) -> None:
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     shutdown_shared()
     shutdown_runner()
+    close_prespawned()
     app.processEvents()

@@ -92,10 +92,29 @@ def warm_up(stop: threading.Event | None = None) -> None:
             return
 
 
+# Imported before the first request is read: every loader's module (none imports a framework) and the
+# readers of the most common first file (the bundled Keras sample: numpy and h5py). The window starts
+# this child before its own first paint, so this overlaps with Qt's start-up on the other core.
+FIRST_MODULES = ("numpy", "h5py")
+
+
+def first_imports() -> None:
+    """Register every loader and import the light readers a first request most likely needs."""
+    from analyzers.loaders import registered
+
+    registered()
+    for module in FIRST_MODULES:
+        try:
+            importlib.import_module(module)
+        except Exception:  # a broken install is reported by the load that needs it
+            pass
+
+
 def serve(inp: BinaryIO, out: BinaryIO, warm: bool = True) -> None:
     """Child main loop: one request at a time until stdin closes; warms up between requests."""
     warmer: threading.Thread | None = None
     stop = threading.Event()
+    first_imports()
     while True:
         request = read_message(inp)
         if request is None:
@@ -132,7 +151,7 @@ class LoaderProcess:
     def _ensure(self) -> subprocess.Popen:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
-        self._proc = child_process.spawn("app.loader_process")
+        self._proc = child_process.take_prespawned("app.loader_process") or child_process.spawn("app.loader_process")
         return self._proc
 
     def kill(self) -> None:

@@ -381,9 +381,8 @@ class MainWindow(QMainWindow):
         if loaded is None:
             self.inspector.set_layer(None, None)
         if self.overview is None:
-            if self._prewarm is None or not self._prewarm.is_alive():
-                self.ensure_views()
-            # else: _views_when_imported builds the views and hands them this model
+            # The tree paints first; the chart tabs (about a second to build) follow in a later turn.
+            QTimer.singleShot(0, self._views_when_imported)
         else:
             self._fill_views(loaded)
 
@@ -395,8 +394,10 @@ class MainWindow(QMainWindow):
         QTimer.singleShot(0, self._fill_next_view)
 
     def views_pending(self) -> bool:
-        """True while a tab still waits for the current model's data."""
-        return bool(self._stale) or (self.overview is not None and self.overview.pending())
+        """True while a tab still waits for the current model's data (or is not built yet)."""
+        if self.overview is None:
+            return self.session.is_open and not self._closed
+        return bool(self._stale) or self.overview.pending()
 
     def _fill_next_view(self) -> None:
         if self._closed:
@@ -481,7 +482,8 @@ class MainWindow(QMainWindow):
         it appeared; imported beside the event loop, the longest pause is the widgets' construction."""
         if self._closed or self.overview is not None:
             return
-        if self._prewarm is not None and self._prewarm.is_alive():
+        waiting_for_tree = self.is_loading() and not self.session.is_open  # the first model's tree goes first
+        if (self._prewarm is not None and self._prewarm.is_alive()) or waiting_for_tree:
             QTimer.singleShot(15, self._views_when_imported)
             return
         self.ensure_views()

@@ -79,6 +79,7 @@ class RunController(QObject):
         self._panel: RunPanel | None = None
         self.tab_index = window.add_tab("Explain", self.page)
         self._job: int | None = None
+        self._stale = False  # the session changed since the panel last showed it
         self._devices_listed = False
         self.trust_dialog: Any = None  # the open "run its code?" question, if any
         self._trust_request: NeedsTrust | None = None
@@ -109,12 +110,16 @@ class RunController(QObject):
 
     @property
     def panel(self) -> RunPanel:
-        """The Explain tab's panel, built on first use (it imports pyqtgraph, which start-up does not need)."""
+        """The Explain tab's panel, built on first use (it imports pyqtgraph, which start-up does not need)
+        and brought up to date with the session's model."""
         if self._panel is None:
             from widgets.run_panel import RunPanel
 
             self._attach(RunPanel())
         assert self._panel is not None
+        if self._stale:
+            self._stale = False
+            self._apply_session()
         return self._panel
 
     def _attach(self, panel: RunPanel) -> None:
@@ -151,7 +156,15 @@ class RunController(QObject):
     # --- the session's model -------------------------------------------------------------------------
 
     def on_session_changed(self, _session: Any = None) -> None:
-        """A new model (or none): reset the panel from the summary and the sample manifest; nothing is loaded."""
+        """A new model (or none): the panel is reset now if it is on screen, else when the tab is first shown
+        (building it costs ~0.6 s that the layer tree should not wait for)."""
+        self._stale = True
+        if self._panel is not None and self.window.tabs.currentIndex() == self.tab_index:
+            self.panel  # noqa: B018 - applies the session
+        self._list_devices_if_visible()
+
+    def _apply_session(self) -> None:
+        """Reset the panel from the session's summary and the sample manifest; nothing is loaded."""
         session = self.session
         summary = session.summary
         if summary is None or session.path is None:
@@ -183,9 +196,10 @@ class RunController(QObject):
             self.panel.show_status(reason)
         elif missing_arch:
             self.panel.show_status("This file holds weights only: attach its architecture to run it.")
-        self._list_devices_if_visible()
 
-    def _on_tab_changed(self, _index: int) -> None:
+    def _on_tab_changed(self, index: int) -> None:
+        if index == self.tab_index:
+            self.panel  # noqa: B018 - built and brought up to date when the user looks at it
         self._list_devices_if_visible()
 
     def _list_devices_if_visible(self) -> None:

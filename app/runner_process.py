@@ -53,6 +53,12 @@ def _job(models: Any, request: dict) -> Callable[[CancelToken], Steps[Any]]:
         return live_jobs.devices_job
     if op == "hooks":
         return lambda token: live_jobs.hooks_job(models, token)
+    if op == "open_models":
+        def open_models(_token: CancelToken) -> Steps[list[str]]:
+            return models.paths()
+            yield  # a generator, like every job
+
+        return open_models
     if op == "forget":
         def forget(_token: CancelToken) -> Steps[None]:
             models.forget(request.get("path"))

@@ -122,6 +122,10 @@ class LiveModels:
     def __len__(self) -> int:
         return len(self._open)
 
+    def paths(self) -> list[str]:
+        """The files whose live models are open, oldest first."""
+        return [key[0] for key in self._open]
+
     def leftover_hooks(self) -> list[str]:
         """Hooks still registered on any module of an open PyTorch model ('path: Module._forward_hooks x2');
         empty after every run, attribution or cancel (tests and the runner's self-check ask)."""

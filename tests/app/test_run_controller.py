@@ -99,7 +99,8 @@ def test_model_change_fills_the_panel_without_loading_a_framework_model(setup):
     assert panel.run_button.isEnabled() and panel.pre_box.isVisibleTo(panel)
     assert panel.layer.findData("features.0") >= 0
     assert panel.source.currentData() == "image"
-    assert not controller.runner.running  # nothing runs before the user asks: no runner process yet
+    # Nothing is loaded to run before the user asks (the runner may be up, listing devices).
+    assert drive(controller.runner.request("open_models", CancelToken())) == []
 
 
 def test_run_shows_top_k_latency_and_device(qtbot, setup):
