@@ -81,6 +81,33 @@ def _unsafe_member_name(name: str) -> bool:
     return name.startswith(("/", "\\")) or ".." in pure.parts or (len(name) > 1 and name[1] == ":")
 
 
+MAX_DIRECTORY_BYTES = 256 * MiB  # a zip directory this large lists millions of members
+
+
+def declared_directory(path: Path) -> tuple[int, int] | None:
+    """(members, directory bytes) the zip's end record declares, read from the file's last 64 KiB before
+    zipfile parses (and holds in memory) the whole directory; None when no end record is found."""
+    import struct
+
+    size = os.stat(path).st_size
+    with open(path, "rb") as f:
+        f.seek(max(0, size - (65536 + 22)))
+        tail = f.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < 22:
+            return None
+        _, _, _, _, entries, cd_size, _, _ = struct.unpack("<4sHHHHIIH", tail[at:at + 22])
+        locator = tail.rfind(b"PK\x06\x07", 0, at)
+        if (entries == 0xFFFF or cd_size == 0xFFFFFFFF) and locator >= 0 and len(tail) - locator >= 20:
+            (offset,) = struct.unpack("<Q", tail[locator + 8:locator + 16])
+            if 0 <= offset <= size - 56:
+                f.seek(offset)
+                record = f.read(56)
+                if record[:4] == b"PK\x06\x06":
+                    entries, cd_size = struct.unpack("<QQ", record[32:48])
+    return int(entries), int(cd_size)
+
+
 class SafeZip:
     """A zip archive opened for reading with its directory checked; members read with a size cap.
 
@@ -91,6 +118,11 @@ class SafeZip:
     def __init__(self, path: Path, *, max_members: int = 200_000) -> None:
         self.path = Path(path)
         regular_file(self.path)
+        declared = declared_directory(self.path)
+        if declared is not None and (declared[0] > max_members or declared[1] > MAX_DIRECTORY_BYTES):
+            raise CorruptFile(sentence(self.path, f"its zip directory declares {declared[0]:,} members in "
+                                                  f"{declared[1]:,} bytes, more than a model archive has "
+                                                  f"(at most {max_members:,})"))
         try:
             self._zf = zipfile.ZipFile(self.path)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:

@@ -460,6 +460,10 @@ def open_torch(path: Path, options: LoadOptions, device: str = "auto") -> Steps[
         labels = labels or hf_labels
         fmt = "hf"
     elif zipfile.is_zipfile(path) and _zip_kind(path) == "script":
+        from analyzers.loaders.torchscript_loader import check_archive
+
+        findings, _ = check_archive(path)  # a cut storage record ran with NaN scores; an empty one crashed torch
+        notes.extend(findings)
         module = torch.jit.load(str(path), map_location="cpu")
         fmt = "torchscript"
     elif path.suffix.lower() == ".safetensors":

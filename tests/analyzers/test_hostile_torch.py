@@ -343,6 +343,19 @@ def test_truncated_torchscript_record_is_refused(saved: dict, tmp_path: Path) ->
     refused(crafted, "5,760 bytes", "holds only 100")
 
 
+def test_running_a_truncated_torchscript_is_refused_too(saved: dict, tmp_path: Path) -> None:
+    """`run` on the cut archive printed NaN scores: the runtime checks the archive as inspect does."""
+    from analyzers.runtime import load_live_model
+
+    src = saved["tmp"] / "script.pt"
+    with zipfile.ZipFile(src) as zf:
+        record = next(i.filename for i in zf.infolist() if "/data/" in i.filename and i.file_size == 5760)
+    crafted = tmp_path / "cut_run.pt"
+    rewrite(src, crafted, replace={record: bytes(100)})
+    with pytest.raises(CorruptFile, match=r"^cut_run\.pt: .*5,760 bytes.*holds only 100"):
+        load_live_model(crafted)
+
+
 def test_torchscript_counts_stay_exact(saved: dict) -> None:
     summary = open_summary(saved["tmp"] / "script.pt")
     assert summary_counts(summary) == counts(saved["model"])
