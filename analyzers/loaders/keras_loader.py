@@ -45,7 +45,7 @@ from analyzers.loaders.keras_config import (
     python_code_layers,
 )
 from analyzers.loaders.keras_shapes import output_shapes
-from analyzers.loaders.safe_files import METADATA_LIMIT, GiB, MiB, SafeZip, regular_file
+from analyzers.loaders.safe_files import METADATA_LIMIT, GiB, MiB, SafeZip, regular_file, zip_names
 from analyzers.nametree import TreeBuilder
 from analyzers.summary import ModelSummary, SourceInfo
 from analyzers.tasks import Progress, Steps
@@ -66,10 +66,7 @@ def sniff_keras(path: Path) -> bool:
     with path.open("rb") as f:
         head = f.read(4)
     if head == b"PK\x03\x04":
-        if not zipfile.is_zipfile(path):
-            return False
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
+        names = set(zip_names(path) or ())
         return ZIP_CONFIG in names and ZIP_WEIGHTS in names
     return has_model_config_hint(path)
 

@@ -24,7 +24,7 @@ from analyzers.arch import instantiate, match_names, parse_arch
 from analyzers.dtypes import canonical_dtype, dtype_bits
 from analyzers.errors import CorruptFile, TrustRequired, UnsupportedFile, sentence
 from analyzers.loaders import LoadOptions, loader
-from analyzers.loaders.safe_files import PICKLE_LIMIT, SafeZip, display_name, regular_file
+from analyzers.loaders.safe_files import PICKLE_LIMIT, SafeZip, display_name, regular_file, zip_names
 from analyzers.loaders.torch_pickle import PickleRefused, RestrictedUnpickler, check_name, run_unpickler
 from analyzers.loaders.torch_stubs import GlobalRef, Opaque, StorageRef, StorageType, TensorStub, key_text
 from analyzers.nametree import build_name_tree, is_buffer_name
@@ -40,10 +40,9 @@ MAX_NESTING = 32  # dict levels a checkpoint nests its weights in
 
 def zip_kind(path: Path) -> str | None:
     """'state' for torch.save zips, 'script' for TorchScript, 'export' for torch.export, None otherwise."""
-    if not zipfile.is_zipfile(path):
+    names = zip_names(path)
+    if names is None:
         return None
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
     if any(n.endswith("/archive_format") or n == "archive_format" for n in names):
         return "export"
     if any("/code/" in n or n.endswith("constants.pkl") for n in names):

@@ -108,6 +108,19 @@ def declared_directory(path: Path) -> tuple[int, int] | None:
     return int(entries), int(cd_size)
 
 
+def zip_names(path: Path, max_members: int = 200_000) -> list[str] | None:
+    """The member names of a zip for sniffing (no member is read), or None when it is no zip or its
+    directory is larger than a model archive's (the loader then refuses it in a sentence)."""
+    declared = declared_directory(path)
+    if declared is None or declared[0] > max_members or declared[1] > MAX_DIRECTORY_BYTES:
+        return None
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.namelist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
+        return None
+
+
 class SafeZip:
     """A zip archive opened for reading with its directory checked; members read with a size cap.
 

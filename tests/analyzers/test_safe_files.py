@@ -100,3 +100,19 @@ def test_a_directory_declaring_millions_of_members_is_refused_before_it_is_parse
     path.write_bytes(bytes(blob))
     with pytest.raises(CorruptFile, match=r"^many\.pt: its zip directory declares 65,000 members in 314,572,800"):
         SafeZip(path)
+
+
+def test_sniffing_a_huge_directory_reads_no_directory(tmp_path: Path) -> None:
+    """The .pt / .keras sniffers ask zip_names, which declines a directory past the limits unread."""
+    from analyzers.loaders import find_loader
+    from analyzers.loaders.safe_files import zip_names
+
+    path = _zip(tmp_path / "many.pt", [("archive/data.pkl", b"1")])
+    assert zip_names(path) == ["archive/data.pkl"]
+    blob = bytearray(path.read_bytes())
+    end = blob.rfind(b"PK\x05\x06")
+    struct.pack_into("<HHI", blob, end + 8, 65000, 65000, 300 << 20)
+    path.write_bytes(bytes(blob))
+    assert zip_names(path) is None
+    with pytest.raises((CorruptFile, UnsupportedFile), match=r"^many\.pt: "):
+        find_loader(path)
