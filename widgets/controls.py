@@ -66,7 +66,8 @@ class SideBySide(QSplitter):
         """Side by side when `width` allows it, else one above the other (nothing is cut off)."""
         wide = width >= self.side_by_side_width()
         turned = self.stacked() == wide
-        self.setOrientation(Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical)
+        if turned:
+            self.setOrientation(Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical)
         # Stacked, the controls show whole (no scrolling inside a scrolling page) and the results keep
         # the height they need; the page scrolls instead.
         tall = 0 if wide else self.controls.widget().minimumSizeHint().height() + 4
@@ -116,4 +117,4 @@ class SideBySide(QSplitter):
         if (watched is self._watched and event.type() == QEvent.Type.Resize) or (
                 watched is self.controls.widget() and event.type() == QEvent.Type.LayoutRequest):
             self.fit_width(self._available_width())
-        return super().eventFilter(watched, event)
+        return False  # only watching: the event goes on (QObject's own filter says the same)
