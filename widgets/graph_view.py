@@ -46,7 +46,7 @@ PAGE_PROBE = """(function () {
     });
 })()"""
 
-NO_WEB_ENGINE = ("The graph needs QtWebEngine (the pyside6-webengine package), which is not available here; "
+NO_WEB_ENGINE = ("The graph needs QtWebEngine (the PySide6-Addons package), which is not available here; "
                  "open Netron's viewer in your browser instead.")
 
 

@@ -170,7 +170,7 @@ def test_worker_error_is_one_sentence(view: GraphView, tmp_path: Path, monkeypat
     assert view.state == "message" and view.message == "No model is open."
 
 
-@pytest.mark.skipif(not web_engine_importable(), reason="pyside6-webengine is not installed")
+@pytest.mark.skipif(not web_engine_importable(), reason="QtWebEngine (PySide6-Addons) is not installed")
 def test_real_job_runner_draws_the_graph(qtbot, tmp_path: Path) -> None:
     view = GraphView()
     qtbot.addWidget(view)

@@ -18,7 +18,7 @@ from widgets.graph_view import NO_WEB_ENGINE, GraphView, is_loopback, web_engine
 
 prepare_webengine_environment()  # before pytest-qt creates the QApplication (collection comes first)
 
-needs_web_engine = pytest.mark.skipif(not web_engine_importable(), reason="pyside6-webengine is not installed")
+needs_web_engine = pytest.mark.skipif(not web_engine_importable(), reason="QtWebEngine (PySide6-Addons) is not installed")
 
 DOM = """(function () {
     var nodes = Array.from(document.querySelectorAll('#canvas .graph-node'));
