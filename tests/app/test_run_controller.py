@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QMainWindow, QTabWidget
 
 from analyzers.explain.live_jobs import build_input
@@ -312,3 +312,52 @@ def test_running_a_file_with_code_asks_first_and_no_is_the_default(qtbot, tmp_pa
         qtbot.mouseClick(controller.trust_dialog.open_button, Qt.MouseButton.LeftButton)
     assert window.session.options.trust and window.session.last_run is not None
     assert window.errors == []
+
+
+def test_an_onnx_model_says_it_cannot_run_before_the_user_clicks(qtbot, tmp_path, runner):
+    """The Explain tab offered Run on an ONNX model and then failed with 'the Explain tab's job failed'."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 3], [0.5] * 12)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [weight])
+    path = tmp_path / "tiny.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    window = FakeWindow()
+    qtbot.addWidget(window)
+    controller = RunController(window, runner=runner)
+    window.show_model(path, LoadOptions())
+    panel = controller.panel
+    assert not panel.run_button.isEnabled() and not panel.attribute_button.isEnabled()
+    assert panel.status.text().startswith("ONNX models can be inspected here but not run")
+    controller._click_run()  # Explain ▸ Run the model (Ctrl+Shift+R) does nothing either
+    assert not window.jobs.is_busy() and window.errors == []
+
+
+@pytest.mark.slow
+def test_running_a_keras_lambda_asks_first_like_a_pickled_module(qtbot, tmp_path, runner):
+    """The trust question covers every format that carries code: a Keras Lambda layer's bytecode too."""
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x * 2.0, name="double"),
+                              keras.layers.Dense(2, name="head")])
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    window = FakeWindow()
+    qtbot.addWidget(window)
+    controller = RunController(window, runner=runner)
+    window.show_model(path, LoadOptions())
+    assert any("Lambda" in n or "Python code" in n for n in window.session.summary.notes)
+    panel = controller.panel
+    panel.source.setCurrentIndex(panel.source.findData("random"))
+    panel.shape.setText("4")
+    panel.run_button.click()
+    qtbot.waitUntil(lambda: controller.trust_dialog is not None, timeout=180_000)
+    with qtbot.waitSignal(controller.runFinished, timeout=180_000) as done:
+        qtbot.mouseClick(controller.trust_dialog.open_button, Qt.MouseButton.LeftButton)
+    x = build_input(load_live_model(path, LoadOptions(trust=True)), panel.input_choice()).array
+    expected = model(x).numpy()
+    got = done.args[0].result.prediction
+    assert got.top[0].index == int(np.argmax(expected[0]))
