@@ -10,6 +10,7 @@ Gradients the completeness check (sum of attributions vs F(x) - F(baseline)).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,80 +27,69 @@ from analyzers.tasks import CancelToken, Progress, Steps
 LiveModel = Any
 Prediction = Any
 
-# Gauss-Legendre with 64 points keeps IG's completeness error under 1% on the bundled CNNs (tested).
-DEFAULT_IG_STEPS = 64
-COMPLETENESS_TOLERANCE = 0.01
-MAX_GAUSS_LEGENDRE_STEPS = 512  # numpy's leggauss is cubic in the step count (2048 points take ~30 s)
-TEXT_METHODS = ("ig", "saliency", "occlusion")
 BASELINES = ("zero", "black", "uniform")
+COMPLETENESS_TOLERANCE = 0.01
+COMMON_FIELDS = ("method", "target", "layer", "qa_output", "seed", "internal_batch_size", "baselines", "params")
 
 
-@dataclass(frozen=True)
-class MethodInfo:
-    """What a method is called, what it computes, and what it needs."""
-
-    key: str
-    title: str
-    summary: str
-    captum: str  # the Captum class the PyTorch runtime calls
-    text: bool  # applies to token inputs (through the embedding layer)
-    needs_layer: bool = False
-
-
-METHODS: dict[str, MethodInfo] = {m.key: m for m in (
-    MethodInfo("saliency", "Saliency", "gradient of the target with respect to the input (absolute by default); "
-               "for text, gradient x embedding per token", "Saliency / LayerGradientXActivation", True),
-    MethodInfo("ig", "Integrated Gradients", "gradients integrated along the straight path from a baseline to the "
-               "input; sums to F(x) - F(baseline)", "IntegratedGradients / LayerIntegratedGradients", True),
-    MethodInfo("gradshap", "GradientShap", "expected gradients over random baselines and path points",
-               "GradientShap", False),
-    MethodInfo("occlusion", "Occlusion", "drop in the target when a sliding window (a token for text) is "
-               "replaced by the baseline", "Occlusion", True),
-    MethodInfo("gradcam", "Grad-CAM", "a convolution's activations weighted by their mean gradients, upsampled "
-               "to the input", "LayerGradCam", False, needs_layer=True),
-    MethodInfo("smoothgrad", "SmoothGrad", "a base method averaged over noisy copies of the input (NoiseTunnel)",
-               "NoiseTunnel", False),
-)}
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class AttributionRequest:
-    """One attribution to compute and its parameters; unset ones take documented defaults."""
+    """One attribution to compute: the method, what every method shares (target, layer, seed, batching) and
+    the method's own parameters (`params`, checked by the method's class in analyzers/methods/).
+
+    `AttributionRequest("ig", target=3, steps=32)` puts `steps` into `params`; reading `request.steps`
+    gives the value asked for, else the method's default."""
 
     method: str
     target: int | None = None  # class index (flattened output index for raw outputs); None = predicted
-    steps: int = DEFAULT_IG_STEPS  # IG path points
-    ig_method: str = "gausslegendre"  # Captum's IG approximation
-    baseline: str = "zero"  # "zero" | "black" (a black image after preprocessing) | "uniform" (seeded noise)
-    internal_batch_size: int | None = 16  # path points per forward pass (memory bound, and cancel granularity)
-    abs: bool = True  # saliency: absolute gradients, as Captum's default
-    samples: int = 20  # GradientShap samples
-    stdevs: float = 0.0  # GradientShap noise on the samples
-    window: int | None = None  # occlusion window (pixels / steps); None = about 1/7 of the image side
-    stride: int | None = None  # occlusion stride; None = half the window
-    layer: str | None = None  # Grad-CAM layer (default: the last convolution); text: the embedding layer
-    relu: bool = True  # Grad-CAM: keep positive evidence only, as in the paper
-    smooth_base: str = "saliency"  # the method SmoothGrad averages
-    smooth_samples: int = 10
-    smooth_noise: float = 0.15  # noise sigma as a fraction of the input's range (max - min), as in the paper
+    layer: str | None = None  # Grad-CAM's layer (default: the last convolution); text: the embedding layer
     qa_output: str = "start"  # QA models: attribute the answer's "start" or "end" logit
     seed: int = 0  # seeds every random draw (baselines, noise)
+    internal_batch_size: int | None = 16  # path points / windows per forward pass (memory, cancel granularity)
     baselines: np.ndarray | None = field(default=None, compare=False)  # explicit baselines, batch axis first
+    params: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __init__(self, method: str, target: int | None = None, *, layer: str | None = None, qa_output: str = "start",
+                 seed: int = 0, internal_batch_size: int | None = 16, baselines: np.ndarray | None = None,
+                 params: Mapping[str, Any] | None = None, **values: Any) -> None:
+        for name, value in (("method", method), ("target", target), ("layer", layer), ("qa_output", qa_output),
+                            ("seed", seed), ("internal_batch_size", internal_batch_size), ("baselines", baselines),
+                            ("params", {**(params or {}), **values})):
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in COMMON_FIELDS:
+            raise AttributeError(name)
+        params = self.__dict__.get("params") or {}
+        if name in params:
+            return params[name]
+        from analyzers.methods import param_default
+
+        return param_default(name, self.__dict__.get("method"))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AttributionRequest):
+            return NotImplemented
+        mine = (self.method, self.target, self.layer, self.qa_output, self.seed, self.internal_batch_size)
+        theirs = (other.method, other.target, other.layer, other.qa_output, other.seed, other.internal_batch_size)
+        return mine == theirs and self._resolved() == other._resolved()
+
+    def _resolved(self) -> dict[str, Any]:
+        """The method's parameter values with defaults filled in (equal requests ask for the same thing)."""
+        from analyzers.methods import method_class
+
+        try:
+            return method_class(self.method).values(self)
+        except LayerScopeError:
+            return dict(self.params)
+
+    __hash__ = None  # type: ignore[assignment]
 
     def parameters(self) -> dict[str, Any]:
         """The parameters that matter for this method (JSON-able), as reports show them."""
-        keys = {
-            "saliency": ("abs",),
-            "ig": ("steps", "ig_method", "baseline", "internal_batch_size"),
-            "gradshap": ("samples", "stdevs", "baseline", "seed"),
-            "occlusion": ("window", "stride", "baseline"),
-            "gradcam": ("layer", "relu"),
-            "smoothgrad": ("smooth_base", "smooth_samples", "smooth_noise", "seed"),
-        }[self.method]
-        out = {k: getattr(self, k) for k in keys}
-        if self.method == "smoothgrad":
-            out.update({k: v for k, v in replace(self, method=self.smooth_base).parameters().items() if k not in out})
-        return out
+        from analyzers.methods import method_class
+
+        return method_class(self.method).parameters(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,6 +103,7 @@ class RawAttribution:
     f_input: float | None = None  # target score at the input (IG)
     f_baseline: float | None = None  # target score at the baseline (IG)
     forwards: int = 0  # forward passes the method made
+    notes: tuple[str, ...] = ()  # what the method wants the user to know about this map
 
 
 @dataclass(frozen=True)
@@ -139,6 +130,12 @@ class Completeness:
         """JSON-able form."""
         return {"sum_attributions": self.total, "f_input": self.f_input, "f_baseline": self.f_baseline,
                 "delta": self.delta, "relative": self.relative, "within_1_percent": self.ok}
+
+
+def _title(method: str) -> str:
+    from analyzers.methods import method_class
+
+    return method_class(method).title
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,7 +167,7 @@ class Attribution:
     def to_json(self) -> dict[str, Any]:
         """JSON-able form (without the map itself, which goes to .npy)."""
         out: dict[str, Any] = {
-            "method": self.method, "method_title": METHODS[self.method].title, "parameters": self.parameters,
+            "method": self.method, "method_title": _title(self.method), "parameters": self.parameters,
             "target": {"index": self.target, "label": self.target_label}, "device": self.device,
             "framework": self.framework, "seconds": self.seconds, "forward_passes": self.forwards,
             "map": {"shape": list(self.map.shape), "dtype": str(self.map.dtype), "sum": float(self.map.sum()),
@@ -191,35 +188,18 @@ class Attribution:
         return path
 
 
-def method_info(method: str) -> MethodInfo:
-    """The MethodInfo of `method`, or one sentence listing the known ones."""
-    info = METHODS.get(method)
-    if info is None:
-        raise LayerScopeError(f"Unknown attribution method '{method}'; use one of {', '.join(METHODS)}.")
-    return info
-
-
 def check_request(live: LiveModel, inp: ModelInput, request: AttributionRequest) -> AttributionRequest:
     """The request with its layer resolved, or one sentence saying why it cannot run on this model/input."""
-    method_info(request.method)
+    from analyzers.methods import method_class
+
+    cls = method_class(request.method)
     text = live.is_text(inp)
-    if request.method == "smoothgrad":
-        if request.smooth_base == "smoothgrad":
-            raise LayerScopeError("SmoothGrad cannot average itself; pick another base method.")
-        method_info(request.smooth_base)
-    if text and request.method not in TEXT_METHODS:
-        raise LayerScopeError(f"{METHODS[request.method].title} needs continuous inputs; for text use "
-                              "ig, saliency or occlusion (over the token embeddings).")
-    if request.steps < 1 or request.samples < 1 or request.smooth_samples < 1:
-        raise LayerScopeError("Steps and sample counts must be at least 1.")
-    if request.ig_method == "gausslegendre" and request.steps > MAX_GAUSS_LEGENDRE_STEPS:
-        raise LayerScopeError(f"Gauss-Legendre IG takes at most {MAX_GAUSS_LEGENDRE_STEPS} steps; for more, use a "
-                              "Riemann rule (ig_method riemann_trapezoid).")
-    if request.baseline not in BASELINES:
-        raise LayerScopeError(f"Unknown baseline '{request.baseline}'; use one of {', '.join(BASELINES)}.")
+    request = cls.validate(request, text)
+    if request.baselines is None and request.params.get("baseline", "zero") not in BASELINES:
+        raise LayerScopeError(f"Unknown baseline '{request.params['baseline']}'; use one of {', '.join(BASELINES)}.")
     names = {layer.path: layer for layer in live.layers()}
     layer = request.layer
-    uses_layer = request.method == "gradcam" or (request.method == "smoothgrad" and request.smooth_base == "gradcam")
+    uses_layer = cls.uses_layer(request)
     if text:
         layer = layer or live.embedding_layer()
         if layer is None:
@@ -227,7 +207,7 @@ def check_request(live: LiveModel, inp: ModelInput, request: AttributionRequest)
     elif uses_layer:
         layer = layer or live.default_layer()
         if layer is None:
-            raise LayerScopeError("Grad-CAM needs a convolution layer and this model has none; pass --layer PATH.")
+            raise LayerScopeError(f"{cls.title} needs a convolution layer and this model has none; pass --layer PATH.")
     if layer is not None and layer not in names:
         raise LayerScopeError(f"The model has no layer '{layer}'.")
     return replace(request, layer=layer if (text or uses_layer) else None)
@@ -319,21 +299,24 @@ def attribute(live: LiveModel, inp: ModelInput, request: AttributionRequest, tok
     if not 0 <= target < count:
         raise LayerScopeError(f"--target {target} is out of range: the model has {count} outputs (0 to {count - 1}).")
     request = replace(request, target=target)
-    if request.baselines is None and not live.is_text(inp):
-        uses_shap = request.method == "gradshap" or (request.method == "smoothgrad" and request.smooth_base == "gradshap")
-        request = replace(request, baselines=gradshap_baselines(inp, request) if uses_shap
+    from analyzers.methods import method_class
+
+    cls = method_class(request.method)
+    needed = cls.baselines_needed(request)
+    if request.baselines is None and not live.is_text(inp) and needed != "none":
+        request = replace(request, baselines=gradshap_baselines(inp, request) if needed == "distribution"
                           else baseline_for(inp, request.baseline, request.seed))
     started = time.perf_counter()
     raw = yield from live.attribute(inp, request, token)
     seconds = time.perf_counter() - started
     attr = np.asarray(raw.attribution)[0]
-    uses_layer = "gradcam" in (request.method, request.smooth_base if request.method == "smoothgrad" else "")
+    uses_layer = cls.uses_layer(request)
     if uses_layer and not live.is_text(inp) and attr.ndim != np.asarray(inp.array).ndim - 1:
         layer_shape = tuple(np.asarray(raw.layer_map).shape[1:]) if raw.layer_map is not None else attr.shape
-        raise LayerScopeError(f"Grad-CAM needs a layer whose output keeps the input's spatial axes (a convolution "
+        raise LayerScopeError(f"{cls.title} needs a layer whose output keeps the input's spatial axes (a convolution "
                               f"or pooling layer); '{request.layer}' gives a map of shape {layer_shape}, so pick a "
                               "convolution with --layer (or in the tree).")
-    notes = _map_notes(request, attr)
+    notes = (*raw.notes, *_map_notes(request, attr, uses_layer))
     if live.is_text(inp):
         if attr.ndim == 2:  # (L, D) embedding attributions -> one score per token
             attr = attr.sum(axis=-1)
@@ -350,11 +333,10 @@ def attribute(live: LiveModel, inp: ModelInput, request: AttributionRequest, tok
                        raw.forwards, request, notes)
 
 
-def _map_notes(request: AttributionRequest, attr: np.ndarray) -> tuple[str, ...]:
+def _map_notes(request: AttributionRequest, attr: np.ndarray, uses_layer: bool) -> tuple[str, ...]:
     """Notes that keep a user from misreading the map."""
     if attr.size and not np.any(attr):
-        base = request.smooth_base if request.method == "smoothgrad" else ""
-        if "gradcam" in (request.method, base) and request.relu:
+        if uses_layer and request.params.get("relu", True):
             return (f"The map is zero everywhere: no location of '{request.layer}' raises the target's score. "
                     "Without the ReLU (--no-relu, or untick 'positive evidence only') the negative evidence shows.",)
         return ("The map is zero everywhere: the target's score does not change with this input "

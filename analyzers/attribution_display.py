@@ -97,15 +97,10 @@ def value_range(sign: str) -> tuple[float, float]:
 
 
 def default_sign(method: str, parameters: dict | None = None) -> str:
-    """The sign mode a method's map reads best in: absolute saliency, positive Grad-CAM, else all."""
-    parameters = parameters or {}
-    if method == "saliency" and parameters.get("abs", False):
-        return "absolute"
-    if method == "gradcam" and parameters.get("relu", True):
-        return "positive"
-    if method == "smoothgrad":
-        return default_sign(str(parameters.get("smooth_base", "saliency")), parameters)
-    return "all"
+    """The sign mode a method's map reads best in (its class says: absolute saliency, positive Grad-CAM ...)."""
+    from analyzers.methods import method_class
+
+    return method_class(method).default_sign(parameters or {})
 
 
 # ---------------------------------------------------------------------------------------------

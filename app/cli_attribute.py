@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from analyzers.attribution import BASELINES, DEFAULT_IG_STEPS, METHODS, AttributionRequest
+from analyzers.attribution import AttributionRequest
 from analyzers.attribution_display import COLOR_MAPS, SIGN_MODES
 from analyzers.errors import LayerScopeError
 from analyzers.tasks import drive
@@ -23,28 +23,42 @@ from app.progress import TerminalProgress
 ATTRIBUTION_SCHEMA = "layerscope.attribution/1"
 
 
+def add_method_arguments(p: argparse.ArgumentParser) -> None:
+    """--method and one flag per method parameter, generated from analyzers/methods/ (a new method's flags
+    appear here without an edit); each defaults to None, so only what the user gave reaches the request."""
+    from analyzers.methods import all_params, methods
+
+    known = methods()
+    p.add_argument("--method", default="ig", metavar="|".join(known),
+                   help="attribution method (default ig): " + "; ".join(f"{k}: {m.title}" for k, m in known.items()))
+    group = p.add_argument_group("method parameters (each applies to the methods that take it)")
+    for name, param in all_params().items():
+        users = ", ".join(k for k, m in known.items() if name in m.params)
+        if param.kind == "bool":
+            if param.default:
+                group.add_argument(param.off_flag or f"--no-{name.replace('_', '-')}", dest=name,
+                                   action="store_const", const=False, default=None,
+                                   help=f"turn off: {param.help} ({users})")
+            else:
+                group.add_argument(param.cli_flag, dest=name, action="store_const", const=True, default=None,
+                                   help=f"{param.help} ({users})")
+            continue
+        kind = {"int": int, "float": float}.get(param.kind, str)
+        shown = "auto" if param.default is None else param.default
+        group.add_argument(param.cli_flag, dest=name, type=kind, default=None,
+                           metavar=name.upper() if not param.choices else "|".join(param.choices),
+                           help=f"{param.help} (default {shown}; {users})")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of `attribute`."""
     add_model_arguments(p)
-    p.add_argument("--method", default="ig", metavar="|".join(METHODS),
-                   help="attribution method (default ig): " + "; ".join(f"{k}: {m.title}" for k, m in METHODS.items()))
+    add_method_arguments(p)
     p.add_argument("--target", type=int, metavar="K", help="class (or output index) to explain; default: the predicted one")
-    p.add_argument("--steps", type=int, default=DEFAULT_IG_STEPS, metavar="N",
-                   help=f"Integrated Gradients path points (default {DEFAULT_IG_STEPS}, Gauss-Legendre)")
-    p.add_argument("--layer", metavar="PATH", help="Grad-CAM layer (default: the last convolution); text: the embedding")
-    p.add_argument("--baseline", default="zero", metavar="|".join(BASELINES),
-                   help="IG / GradientShap / occlusion baseline (default zero; black = a black image after preprocessing)")
-    p.add_argument("--window", type=int, metavar="W", help="occlusion window in pixels / steps (default ~1/7 of the side)")
-    p.add_argument("--stride", type=int, metavar="S", help="occlusion stride (default half the window)")
-    p.add_argument("--samples", type=int, default=20, metavar="N", help="GradientShap samples (default 20)")
-    p.add_argument("--smooth-base", default="saliency", metavar="METHOD", help="method SmoothGrad averages (default saliency)")
-    p.add_argument("--smooth-samples", type=int, default=10, metavar="N", help="SmoothGrad noisy copies (default 10)")
-    p.add_argument("--noise", type=float, default=0.15, metavar="F",
-                   help="SmoothGrad noise sigma as a fraction of the input range (default 0.15)")
+    p.add_argument("--layer", metavar="PATH", help="the layer a layer method hooks (default: the last convolution); "
+                                                   "text: the embedding")
     p.add_argument("--batch", type=int, default=16, metavar="N",
                    help="path points / windows per forward pass (default 16)")
-    p.add_argument("--signed-saliency", action="store_true", help="saliency: keep the gradient's sign (default |grad|)")
-    p.add_argument("--no-relu", action="store_true", help="Grad-CAM: keep negative evidence too")
     p.add_argument("--qa-output", choices=("start", "end"), default="start",
                    help="question answering: explain the answer's start or end logit")
     p.add_argument("--out", metavar="MAP.npy", help="write the raw attribution map here")
@@ -61,23 +75,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def request_from(args: argparse.Namespace) -> AttributionRequest:
-    """The AttributionRequest the arguments describe (unknown method or baseline: one sentence)."""
-    if args.method not in METHODS:
-        raise LayerScopeError(f"Unknown attribution method '{args.method}'; use one of {', '.join(METHODS)}.")
-    if args.method == "smoothgrad" and args.smooth_base not in METHODS:
-        raise LayerScopeError(f"Unknown --smooth-base '{args.smooth_base}'; use one of {', '.join(METHODS)}.")
-    if args.baseline not in BASELINES:
-        raise LayerScopeError(f"Unknown --baseline '{args.baseline}'; use one of {', '.join(BASELINES)}.")
-    for name in ("steps", "samples", "smooth_samples", "batch"):
-        if getattr(args, name) < 1:
-            raise LayerScopeError(f"--{name.replace('_', '-')} must be at least 1.")
-    if (args.window is not None and args.window < 1) or (args.stride is not None and args.stride < 1):
-        raise LayerScopeError("--window and --stride must be at least 1.")
-    return AttributionRequest(
-        method=args.method, target=args.target, steps=args.steps, baseline=args.baseline,
-        internal_batch_size=args.batch, abs=not args.signed_saliency, samples=args.samples, window=args.window,
-        stride=args.stride, layer=args.layer, relu=not args.no_relu, smooth_base=args.smooth_base,
-        smooth_samples=args.smooth_samples, smooth_noise=args.noise, qa_output=args.qa_output, seed=args.seed)
+    """The AttributionRequest the arguments describe; the method checks its own values (one sentence)."""
+    from analyzers.methods import all_params, method_class
+
+    cls = method_class(args.method)
+    if args.batch < 1:
+        raise LayerScopeError("--batch must be at least 1.")
+    params = {name: getattr(args, name) for name in all_params() if getattr(args, name, None) is not None}
+    request = AttributionRequest(args.method, args.target, layer=args.layer, qa_output=args.qa_output,
+                                 seed=args.seed, internal_batch_size=args.batch, params=params)
+    cls.values(request)  # a bad value is one sentence before the model is even opened
+    return request
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -148,6 +156,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def method_title(key: str) -> str:
+    """A method's title for the report."""
+    from analyzers.methods import method_class
+
+    return method_class(key).title
+
+
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
@@ -163,7 +178,7 @@ def format_attribution(live: Any, result: Any, timing: Any, sanity: Any, args: a
              f"input:    {result.input.source} {list(result.input.shape)}",
              *(f"note:     {note}" for note in result.input.notes),
              *format_prediction(result.prediction),
-             f"method:   {METHODS[result.method].title} ({params})",
+             f"method:   {method_title(result.method)} ({params})",
              f"target:   {result.target} ({result.target_label})",
              f"map:      shape {list(result.map.shape)}, sum {float(result.map.sum()):.4g}, "
              f"{result.seconds:.3f} s, {result.forwards} forward passes",

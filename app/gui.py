@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--theme", choices=("system", "light", "dark"), help="override the remembered theme")
     p.add_argument("--layer", help="select this layer path once the model is shown")
     p.add_argument("--attribute", metavar="METHOD",
-                   help="with --screenshot --tab explain: run the model and this attribution method "
-                        "(saliency, ig, gradshap, occlusion, gradcam, smoothgrad) on the default input first")
+                   help="with --screenshot --tab explain: run the model and this attribution method (any of "
+                        "`layerscope attribute --help`) on the default input first")
     p.add_argument("--input", metavar="INPUT",
                    help="with --attribute: the input to explain, as `run --input` takes it (an image or .npy "
                         "file, random:SHAPE, or a text); default: the bundled sample")

@@ -23,9 +23,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from analyzers.attribution import DEFAULT_IG_STEPS, AttributionRequest, compute  # noqa: E402
+from analyzers.attribution import AttributionRequest, compute  # noqa: E402
 from analyzers.inputs import ModelInput  # noqa: E402
 from analyzers.loaders import LoadOptions  # noqa: E402
+from analyzers.methods.integrated_gradients import DEFAULT_IG_STEPS  # noqa: E402
 from analyzers.runtime import load_live_model  # noqa: E402
 
 IG_TARGET_RATIO = 1.1

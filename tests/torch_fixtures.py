@@ -51,6 +51,18 @@ class CrashingCNN(TinyCNN):
         return super().forward(x)
 
 
+class FunctionalReluNet(nn.Module):
+    """Activations called as functions (torch.relu in forward), as the bundled digits CNN does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, kernel_size=3)
+        self.head = nn.Linear(4 * 26 * 26, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.conv(x)).flatten(1))
+
+
 class TiedLM(nn.Module):
     """An embedding whose weight the output projection shares (tied weights)."""
 

@@ -31,32 +31,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from analyzers.attribution import (
-    BASELINES,
-    DEFAULT_IG_STEPS,
-    MAX_GAUSS_LEGENDRE_STEPS,
-    METHODS,
-    AttributionRequest,
-)
+from analyzers.attribution import AttributionRequest
 from analyzers.attribution_display import default_sign, output_position
 from analyzers.explain.requests import AttributeSettings, InputChoice, RunSettings
 from analyzers.inputs import Preprocess
 from analyzers.memory import human_bytes
 from widgets.controls import SideBySide, SteadyComboBox
+from widgets.method_controls import MethodControls
 from widgets.output_views import OutputImageView, VectorPanel
 from widgets.saliency_view import SaliencyPanel
 from widgets.token_view import TokenView
 
 SOURCES = (("sample", "Bundled sample"), ("image", "Image file"), ("text", "Text"), ("random", "Random tensor"),
            ("npy", ".npy array"))
-METHOD_FIELDS = {
-    "saliency": ("abs",),
-    "ig": ("steps", "baseline"),
-    "gradshap": ("samples", "baseline", "seed"),
-    "occlusion": ("window", "stride", "baseline"),
-    "gradcam": ("layer", "relu"),
-    "smoothgrad": ("smooth_base", "smooth_samples", "noise", "seed"),
-}
 
 
 class RunPanel(QWidget):
@@ -188,42 +175,16 @@ class RunPanel(QWidget):
         self.set_preprocess(Preprocess())
 
     def _build_method(self) -> None:
+        from analyzers.methods import methods
+
         self.method_box = QGroupBox("Attribution", self)
         self.method = SteadyComboBox(self)
-        for key, info in METHODS.items():
-            self.method.addItem(info.title, key)
-        self.method.setCurrentIndex(list(METHODS).index("ig"))
+        for key, cls in methods().items():
+            self.method.addItem(cls.title, key)
+            self.method.setItemData(self.method.count() - 1, cls.summary, Qt.ItemDataRole.ToolTipRole)
+        self.method.setCurrentIndex(max(0, self.method.findData("ig")))
         self.target = SteadyComboBox(self)
-        self.steps = QSpinBox(self)
-        self.steps.setRange(1, MAX_GAUSS_LEGENDRE_STEPS)
-        self.steps.setValue(DEFAULT_IG_STEPS)
-        self.baseline = SteadyComboBox(self)
-        self.baseline.addItems(list(BASELINES))
-        self.occ_window = QSpinBox(self)
-        self.occ_window.setRange(0, 4096)
-        self.occ_window.setSpecialValueText("auto")
-        self.occ_stride = QSpinBox(self)
-        self.occ_stride.setRange(0, 4096)
-        self.occ_stride.setSpecialValueText("auto")
-        self.samples = QSpinBox(self)
-        self.samples.setRange(1, 10000)
-        self.samples.setValue(20)
-        self.smooth_base = SteadyComboBox(self)
-        for key, info in METHODS.items():
-            if key != "smoothgrad":
-                self.smooth_base.addItem(info.title, key)
-        self.smooth_samples = QSpinBox(self)
-        self.smooth_samples.setRange(1, 1000)
-        self.smooth_samples.setValue(10)
-        self.noise = QDoubleSpinBox(self)
-        self.noise.setRange(0.0, 5.0)
-        self.noise.setSingleStep(0.05)
-        self.noise.setValue(0.15)
         self.layer = SteadyComboBox(self)
-        self.abs = QCheckBox("absolute gradients", self)
-        self.abs.setChecked(True)
-        self.relu = QCheckBox("positive evidence only (ReLU)", self)
-        self.relu.setChecked(True)
         self.method_seed = QSpinBox(self)
         self.method_seed.setRange(0, 2**31 - 1)
         self.sanity = QCheckBox("Randomisation check", self)
@@ -233,27 +194,22 @@ class RunPanel(QWidget):
         self.sanity_layers.setRange(1, 100)
         self.sanity_layers.setValue(1)
         self.sanity_layers.setSuffix(" top layer(s)")
-        self._fields = {"steps": self.steps, "baseline": self.baseline, "window": self.occ_window, "stride": self.occ_stride,
-                        "samples": self.samples, "smooth_base": self.smooth_base,
-                        "smooth_samples": self.smooth_samples, "noise": self.noise, "layer": self.layer,
-                        "abs": self.abs, "relu": self.relu, "seed": self.method_seed}
-        names = {"steps": "IG steps", "baseline": "Baseline", "window": "Window", "stride": "Stride",
-                 "samples": "Samples", "smooth_base": "Base method", "smooth_samples": "Noisy copies",
-                 "noise": "Noise (× range)", "layer": "Layer", "abs": "", "relu": "", "seed": "Seed"}
         form = QFormLayout(self.method_box)
         form.addRow("Method", self.method)
         form.addRow("Target", self.target)
-        self._rows: dict[str, tuple[QLabel, QWidget]] = {}
-        for key, widget in self._fields.items():
-            label = QLabel(names[key], self)
-            form.addRow(label, widget)
-            self._rows[key] = (label, widget)
+        self.controls = MethodControls(self, form)  # one row per method parameter, from the method classes
+        self._layer_label = QLabel("Layer", self)
+        form.addRow(self._layer_label, self.layer)
+        self._seed_label = QLabel("Seed", self)
+        form.addRow(self._seed_label, self.method_seed)
         sanity_row = QHBoxLayout()
         sanity_row.addWidget(self.sanity)
         sanity_row.addWidget(self.sanity_layers)
         form.addRow(sanity_row)
         self.method.currentIndexChanged.connect(self._on_method)
-        self.smooth_base.currentIndexChanged.connect(self._on_method)
+        base = self.controls.base_combo()
+        if base is not None:
+            base.currentIndexChanged.connect(self._on_method)
         self.status = QLabel("", self)
         self.status.setWordWrap(True)
         self._on_method()
@@ -453,7 +409,9 @@ class RunPanel(QWidget):
         sign = default_sign(a.method, a.parameters)
         raw = a.prediction.kind == "raw"
         target = f"{a.target_label} (flat index {a.target})" if raw else f"target {a.target} ({a.target_label})"
-        caption = (f"{METHODS[a.method].title} for {target} on {a.device}: "
+        from analyzers.methods import method_class
+
+        caption = (f"{method_class(a.method).title} for {target} on {a.device}: "
                    f"{a.seconds:.2f} s, {a.forwards} forward passes.")
         if a.delta is not None:
             caption += f" Convergence δ = {a.delta:.3g}."
@@ -518,15 +476,16 @@ class RunPanel(QWidget):
         """What Run would ask for now."""
         return RunSettings(self.input_choice(), self.device.currentData() or "auto", self.top_k.value())
 
+    def _smooth_base(self) -> str | None:
+        base = self.controls.base_combo()
+        return base.currentData() if base is not None else None
+
     def attribution_request(self) -> AttributionRequest:
         """The attribution the method panel describes."""
-        return AttributionRequest(
-            method=self.method.currentData(), target=self.target.currentData(), steps=self.steps.value(),
-            baseline=self.baseline.currentText(), abs=self.abs.isChecked(), samples=self.samples.value(),
-            window=self.occ_window.value() or None, stride=self.occ_stride.value() or None, layer=self.layer.currentData(),
-            relu=self.relu.isChecked(), smooth_base=self.smooth_base.currentData(),
-            smooth_samples=self.smooth_samples.value(), smooth_noise=self.noise.value(),
-            seed=self.method_seed.value())
+        method = self.method.currentData()
+        return AttributionRequest(method, self.target.currentData(), layer=self.layer.currentData(),
+                                  seed=self.method_seed.value(),
+                                  params=self.controls.values_for(method, self._smooth_base()))
 
     def attribute_settings(self) -> AttributeSettings:
         """What Attribute would ask for now."""
@@ -548,13 +507,18 @@ class RunPanel(QWidget):
         self.source_pages.adjustSize()
 
     def _on_method(self, *_: object) -> None:
+        from analyzers.methods import method_class
+
         method = self.method.currentData() or "ig"
-        shown = set(METHOD_FIELDS.get(method, ()))
-        if method == "smoothgrad":
-            shown |= set(METHOD_FIELDS.get(self.smooth_base.currentData() or "saliency", ()))
-        for key, (label, widget) in self._rows.items():
-            label.setVisible(key in shown)
-            widget.setVisible(key in shown)
+        base = self._smooth_base()
+        self.controls.show_for(method, base)
+        cls = method_class(method)
+        uses_layer = cls.uses_layer(AttributionRequest(method, params=self.controls.values_for(method, base)))
+        for widget in (self._layer_label, self.layer):
+            widget.setVisible(uses_layer)
+        seeded = cls.uses_seed or (base is not None and "smooth_base" in cls.params and method_class(base).uses_seed)
+        for widget in (self._seed_label, self.method_seed):
+            widget.setVisible(seeded)
 
     def _browse(self, target: QLineEdit, pattern: str) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Choose an input", target.text(), pattern)

@@ -1,9 +1,8 @@
-"""The Captum call behind each attribution method, built once and run by the torch runtime in a thread.
+"""What every method's Captum call shares: the ready-call plan, seeding, result reading, the text layer.
 
-Every method is exactly the Captum call a user would write by hand (tests compare against that call):
-Saliency, IntegratedGradients, GradientShap, Occlusion, LayerGradCam and NoiseTunnel(smoothgrad); for
-token inputs LayerIntegratedGradients / LayerGradientXActivation over the embedding, and Occlusion of
-single tokens. Random draws (GradientShap, SmoothGrad) are seeded inside a forked RNG.
+Each method builds exactly the Captum call a user would write by hand (analyzers/methods/, one file
+per method; tests compare against that call). This module turns a request into the method's plan
+(`build_call`) and holds the pieces the methods share.
 """
 
 from __future__ import annotations
@@ -15,9 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from analyzers.attribution import AttributionRequest, RawAttribution, occlusion_window
+from analyzers.attribution import AttributionRequest, RawAttribution
 from analyzers.errors import LayerScopeError
 from analyzers.inputs import ModelInput
+from analyzers.methods import TorchCall, method_class
 
 
 @dataclass
@@ -30,6 +30,7 @@ class CallPlan:
     layer_module: Any = None
     baseline_for_completeness: torch.Tensor | None = None
     post: Callable[[Any], tuple[torch.Tensor, torch.Tensor | None, float | None]] = field(default=None)  # type: ignore[assignment]
+    notes: list[str] = field(default_factory=list)  # the method's notes about this map
 
     def finish(self, result: Any, f_input: float | None, f_baseline: float | None, forwards: int) -> RawAttribution:
         """The Captum result as a RawAttribution (numpy, batch axis kept)."""
@@ -39,18 +40,20 @@ class CallPlan:
             # there, while the path LayerIntegratedGradients integrates starts at the baseline embeddings.
             delta = float(attr.detach().double().sum()) - (f_input - f_baseline)
         return RawAttribution(_np(attr), self.parameters, _np(layer_map) if layer_map is not None else None, delta,
-                              f_input, f_baseline, forwards)
+                              f_input, f_baseline, forwards, tuple(self.notes))
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().cpu().numpy()
 
 
-def _plain(result: Any) -> tuple[torch.Tensor, None, None]:
+def plain(result: Any) -> tuple[torch.Tensor, None, None]:
+    """Read a result that is the map itself."""
     return result, None, None
 
 
-def _with_delta(result: Any) -> tuple[torch.Tensor, None, float]:
+def with_delta(result: Any) -> tuple[torch.Tensor, None, float]:
+    """Read an (attributions, convergence delta) result."""
     attr, delta = result
     return attr, None, float(delta.reshape(-1)[0])
 
@@ -78,86 +81,12 @@ def smooth_sigma(x: torch.Tensor, fraction: float) -> float:
     return fraction * (span if span > 0 else 1.0)
 
 
-def build_call(live: Any, fwd: Callable[..., torch.Tensor], x: torch.Tensor, extra: tuple | None, inp: ModelInput,
-               req: AttributionRequest, text: bool) -> CallPlan:
-    """The Captum call for `req` on `x` (target resolved)."""
-    from analyzers.runtime.torch_runtime import expected_forwards
-
-    if text:
-        return _text_call(live, fwd, x, extra, inp, req)
-    import captum.attr as ca
-
-    params = req.parameters()
-    baselines = torch.as_tensor(np.asarray(req.baselines)).to(x.device, x.dtype) if req.baselines is not None \
-        else torch.zeros_like(x)
-    if req.method == "smoothgrad":
-        base_obj, base_kwargs, layer = _base(live, fwd, x, extra, inp, req.smooth_base, req, baselines, params)
-        if req.smooth_base == "gradshap":  # NoiseTunnel brings the noise; GradientShap's own stdevs would clash
-            base_kwargs.pop("stdevs", None)
-            params.pop("stdevs", None)
-        sigma = smooth_sigma(x, req.smooth_noise)
-        params["stdevs"] = sigma
-        nt = ca.NoiseTunnel(base_obj)
-        from_distribution = req.smooth_base == "gradshap"  # GradientShap's baselines are a distribution
-        call = seeded(lambda: nt.attribute(x, nt_type="smoothgrad", nt_samples=req.smooth_samples, stdevs=sigma,
-                                           draw_baseline_from_distrib=from_distribution, **base_kwargs),
-                      req.seed, x.device)
-        post = _gradcam_post(x) if req.smooth_base == "gradcam" else _plain
-        return CallPlan(call, expected_forwards(req, _windows(x, inp, req)), params, layer, post=post)
-    obj, kwargs, layer = _base(live, fwd, x, extra, inp, req.method, req, baselines, params)
-    if req.method == "ig":
-        call = lambda: obj.attribute(x, return_convergence_delta=True, **kwargs)  # noqa: E731
-        return CallPlan(call, expected_forwards(req), params, None, baselines, _with_delta)
-    if req.method == "gradshap":
-        call = seeded(lambda: obj.attribute(x, **kwargs), req.seed, x.device)
-        return CallPlan(call, expected_forwards(req), params, None, post=_plain)
-    post = _gradcam_post(x) if req.method == "gradcam" else _plain
-    return CallPlan(lambda: obj.attribute(x, **kwargs), expected_forwards(req, _windows(x, inp, req)), params,
-                    layer, post=post)
+def common_kwargs(call: TorchCall) -> dict[str, Any]:
+    """The attribute() arguments every method passes: the target and the further forward arguments."""
+    return {"target": call.request.target, "additional_forward_args": call.extra}
 
 
-def _base(live: Any, fwd: Callable, x: torch.Tensor, extra: tuple | None, inp: ModelInput, method: str,
-          req: AttributionRequest, baselines: torch.Tensor, params: dict[str, Any]) -> tuple[Any, dict, Any]:
-    """(Captum object, attribute() keyword arguments, hooked layer) for one non-text method."""
-    import captum.attr as ca
-
-    common = {"target": req.target, "additional_forward_args": extra}
-    if method == "saliency":
-        return ca.Saliency(fwd), {**common, "abs": req.abs}, None
-    if method == "ig":
-        return ca.IntegratedGradients(fwd), {**common, "baselines": baselines, "n_steps": req.steps,
-                                             "method": req.ig_method,
-                                             "internal_batch_size": req.internal_batch_size}, None
-    if method == "gradshap":
-        return ca.GradientShap(fwd), {**common, "baselines": baselines, "n_samples": req.samples,
-                                      "stdevs": req.stdevs}, None
-    if method == "occlusion":
-        win, stride = occlusion_window(tuple(x.shape[1:]), inp.layout, req, False)
-        params["window_shape"], params["strides"] = list(win), list(stride)
-        params["window"], params["stride"] = (win[1], stride[1]) if inp.layout == "NCHW" else (win[0], stride[0])
-        params["internal_batch_size"] = req.internal_batch_size
-        return ca.Occlusion(fwd), {**common, "sliding_window_shapes": win, "strides": stride,
-                                   "baselines": baselines,
-                                   "perturbations_per_eval": req.internal_batch_size or 1}, None
-    if method == "gradcam":
-        layer = live.submodule(req.layer)
-        params["layer"] = req.layer
-        return ca.LayerGradCam(fwd, layer), {**common, "relu_attributions": req.relu}, layer
-    raise LayerScopeError(f"Unknown attribution method '{method}'.")
-
-
-def _windows(x: torch.Tensor, inp: ModelInput, req: AttributionRequest) -> int:
-    if "occlusion" not in (req.method, req.smooth_base):
-        return 1
-    shape = tuple(x.shape[1:])
-    win, stride = occlusion_window(shape, inp.layout, req, False)
-    count = 1
-    for s, w, st in zip(shape, win, stride):
-        count *= (s - w) // st + 1
-    return count
-
-
-def _gradcam_post(x: torch.Tensor) -> Callable[[Any], tuple[torch.Tensor, torch.Tensor, None]]:
+def gradcam_post(x: torch.Tensor) -> Callable[[Any], tuple[torch.Tensor, torch.Tensor, None]]:
     """Upsample a (B, 1, h, w) layer map to the input's spatial size (bilinear), keeping the raw map."""
 
     def post(layer_map: Any) -> tuple[torch.Tensor, torch.Tensor, None]:
@@ -173,35 +102,77 @@ def _gradcam_post(x: torch.Tensor) -> Callable[[Any], tuple[torch.Tensor, torch.
     return post
 
 
-def _text_call(live: Any, fwd: Callable, x: torch.Tensor, extra: tuple | None, inp: ModelInput,
-               req: AttributionRequest) -> CallPlan:
-    """Token inputs: attributions over the embedding layer (one vector per token), or token occlusion."""
-    import captum.attr as ca
+class _ScoreModule(torch.nn.Module):
+    """The live module as Captum's DeepLift / GuidedBackprop want it: an nn.Module whose output is the
+    target's scores, with the real module registered inside so their hooks reach its layers."""
 
-    from analyzers.runtime.torch_runtime import expected_forwards
+    def __init__(self, inner: torch.nn.Module, fwd: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.inner = inner
+        self._fwd = fwd
 
-    layer = live.submodule(req.layer)
-    base_ids = torch.as_tensor(np.asarray(inp.baseline_ids)).to(x.device, x.dtype) if inp.baseline_ids is not None \
+    def forward(self, x: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+        return self._fwd(x, *extra)
+
+
+NONLINEAR_MODULES = ("ReLU", "ReLU6", "LeakyReLU", "ELU", "GELU", "SiLU", "Sigmoid", "Tanh", "Softmax", "Softplus",
+                     "Hardtanh", "Mish")
+
+
+def as_module(call: TorchCall) -> torch.nn.Module:
+    """The forward function as an nn.Module around the live module (methods that hook its non-linearities).
+
+    Those methods can only change non-linearities that are modules: a model that calls torch.relu in its
+    forward gets a note saying the map is then closer to a plain gradient."""
+    module = call.live.module
+    title = method_class(call.request.method).title
+    if isinstance(module, torch.jit.ScriptModule):
+        raise LayerScopeError(f"{title} hooks the model's layers, and TorchScript modules do not support hooks; open "
+                              "the model as a full module or a state_dict with --arch.")
+    if not any(type(m).__name__ in NONLINEAR_MODULES for m in module.modules()):
+        call.notes.append(f"This model applies its activations as functions (e.g. torch.relu in forward), not as "
+                          f"modules; {title} can only rewrite activation modules, so here its map follows the plain "
+                          "gradient more than the method intends.")
+    return _ScoreModule(module, call.fwd)
+
+
+def text_layer(call: TorchCall) -> tuple[Any, torch.Tensor]:
+    """The embedding layer a text attribution integrates over, and the baseline token ids (padding)."""
+    inp = call.inp
+    layer = call.live.submodule(call.request.layer)
+    base_ids = torch.as_tensor(np.asarray(inp.baseline_ids)).to(call.x.device, call.x.dtype) \
+        if inp.baseline_ids is not None else torch.zeros_like(call.x)
+    return layer, base_ids
+
+
+def build_call(live: Any, fwd: Callable[..., torch.Tensor], x: torch.Tensor, extra: tuple | None, inp: ModelInput,
+               req: AttributionRequest, text: bool) -> CallPlan:
+    """The Captum call of `req`'s method on `x` (target resolved)."""
+    cls = method_class(req.method)
+    if cls.torch_unavailable:
+        raise LayerScopeError(cls.torch_unavailable)
+    params = cls.parameters(req)
+    if text:
+        params["layer"] = req.layer
+        params["baseline"] = "padding tokens (special tokens kept)"
+        call = TorchCall(live, fwd, x, extra, inp, req, None, params)
+        return _with_notes(cls.torch_text_plan(call), call)
+    baselines = torch.as_tensor(np.asarray(req.baselines)).to(x.device, x.dtype) if req.baselines is not None \
         else torch.zeros_like(x)
-    params = req.parameters()
-    params["layer"] = req.layer
-    params["baseline"] = "padding tokens (special tokens kept)"
-    common = {"target": req.target, "additional_forward_args": extra}
-    if req.method == "ig":
-        lig = ca.LayerIntegratedGradients(fwd, layer)
-        call = lambda: lig.attribute(x, baselines=base_ids, n_steps=req.steps, method=req.ig_method,  # noqa: E731
-                                     internal_batch_size=req.internal_batch_size, return_convergence_delta=True,
-                                     **common)
-        return CallPlan(call, expected_forwards(req), params, layer, base_ids, _with_delta)
-    if req.method == "saliency":
-        params.pop("abs", None)
-        params["variant"] = "gradient x embedding (LayerGradientXActivation)"
-        lgx = ca.LayerGradientXActivation(fwd, layer)
-        return CallPlan(lambda: lgx.attribute(x, **common), 1, params, layer, post=_plain)
-    if req.method == "occlusion":
-        params.update({"window_shape": [1], "strides": [1], "internal_batch_size": req.internal_batch_size})
-        occ = ca.Occlusion(fwd)
-        call = lambda: occ.attribute(x, sliding_window_shapes=(1,), strides=(1,), baselines=base_ids,  # noqa: E731
-                                     perturbations_per_eval=req.internal_batch_size or 1, **common)
-        return CallPlan(call, expected_forwards(req, int(x.shape[1])), params, None, post=_plain)
-    raise LayerScopeError(f"{req.method} does not apply to text; use ig, saliency or occlusion.")
+    call = TorchCall(live, fwd, x, extra, inp, req, baselines, params)
+    return _with_notes(cls.torch_plan(call) or plain_plan(cls, call), call)
+
+
+def _with_notes(plan: CallPlan, call: TorchCall) -> CallPlan:
+    plan.notes.extend(n for n in call.notes if n not in plan.notes)
+    return plan
+
+
+def plain_plan(cls: Any, call: TorchCall) -> CallPlan:
+    """The Captum object of a method run as it is (upsampled to the input when it hooks a layer)."""
+    from analyzers.methods.base import call_windows
+
+    obj, kwargs, layer = cls.captum_object(call)
+    post = gradcam_post(call.x) if layer is not None else plain
+    return CallPlan(lambda: obj.attribute(call.x, **kwargs), cls.forwards(call.request, call_windows(call)),
+                    call.params, layer, post=post)

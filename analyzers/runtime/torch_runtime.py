@@ -8,8 +8,8 @@ when the token is set. Every hook added during a call (ours and Captum's) is rem
 from __future__ import annotations
 
 import copy
-import math
 import threading
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -137,7 +137,9 @@ def threaded_call(call: Callable[[], Any], guard: CallGuard, expected: int, text
     """
     def tracked() -> Any:
         try:
-            return call()
+            with warnings.catch_warnings():  # Captum announces its hooks as UserWarnings: not for the user
+                warnings.filterwarnings("ignore", category=UserWarning, module=r"captum(\..*)?$")
+                return call()
         finally:
             with _EXECUTOR_LOCK:
                 _IN_FLIGHT[0] -= 1
@@ -547,19 +549,3 @@ def guess_hint(module: Any) -> InputHint:
         if type_name == "Linear":
             return InputHint("tensor", None, "float32")
     return InputHint()
-
-
-def expected_forwards(request: AttributionRequest, windows: int = 1) -> int:
-    """About how many forward passes a method makes (for the progress bar)."""
-    ibs = request.internal_batch_size or request.steps
-    per = {
-        "saliency": 1,
-        "ig": math.ceil(request.steps / max(1, ibs)) + 4,
-        "gradshap": 3,
-        "occlusion": math.ceil(windows / max(1, request.internal_batch_size or 1)) + 1,
-        "gradcam": 1,
-    }
-    if request.method == "smoothgrad":
-        base = per.get(request.smooth_base, 1)
-        return request.smooth_samples * base + 2
-    return per.get(request.method, 1)

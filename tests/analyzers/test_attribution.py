@@ -19,10 +19,11 @@ from captum.attr import (
     Saliency,
 )
 
-from analyzers.attribution import DEFAULT_IG_STEPS, AttributionRequest, attribute, compute, path_points
+from analyzers.attribution import AttributionRequest, attribute, compute, path_points
 from analyzers.errors import LayerScopeError
 from analyzers.inputs import ModelInput, random_input
 from analyzers.loaders import LoadOptions
+from analyzers.methods.integrated_gradients import DEFAULT_IG_STEPS
 from analyzers.runtime import load_live_model
 from analyzers.runtime.torch_runtime import (
     HOOK_DICTS,

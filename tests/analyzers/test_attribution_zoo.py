@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analyzers.attribution import DEFAULT_IG_STEPS, AttributionRequest, compute, token_mass
+from analyzers.attribution import AttributionRequest, compute, token_mass
 from analyzers.inputs import parse_input, sample_input
 from analyzers.loaders import LoadOptions
+from analyzers.methods.integrated_gradients import DEFAULT_IG_STEPS
 from analyzers.runtime import load_live_model
 from tests.zoo_helpers import zoo_or_skip
 

@@ -13,10 +13,11 @@ pytestmark = pytest.mark.slow
 keras = pytest.importorskip("keras")
 torch = pytest.importorskip("torch")
 
-from analyzers.attribution import DEFAULT_IG_STEPS, AttributionRequest, attribute, compute  # noqa: E402
+from analyzers.attribution import AttributionRequest, attribute, compute  # noqa: E402
 from analyzers.errors import CorruptFile, LayerScopeError  # noqa: E402
 from analyzers.inputs import ModelInput  # noqa: E402
 from analyzers.loaders import LoadOptions  # noqa: E402
+from analyzers.methods.integrated_gradients import DEFAULT_IG_STEPS  # noqa: E402
 from analyzers.runtime import load_live_model  # noqa: E402
 from analyzers.tasks import Cancelled, CancelToken, drive  # noqa: E402
 from tests.zoo_helpers import zoo_or_skip  # noqa: E402

@@ -160,7 +160,7 @@ def test_cancel_mid_ig_from_the_gui_leaves_no_hooks(qtbot, setup):
     panel.source.setCurrentIndex(panel.source.findData("random"))
     panel.shape.setText("1x28x28")
     panel.method.setCurrentIndex(panel.method.findData("ig"))
-    panel.steps.setValue(512)  # 32 forward passes of 40 ms each
+    panel.controls["steps"].setValue(512)  # 32 forward passes of 40 ms each
     with qtbot.waitSignal(window.jobs.progress, timeout=60_000,
                           check_params_cb=lambda _job, p: "forward passes" in p.text and p.done >= 1):
         panel.attribute_button.click()

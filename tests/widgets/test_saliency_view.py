@@ -89,7 +89,7 @@ def test_run_panel_emits_plain_requests_and_shows_results(qtbot):
     assert isinstance(settings, RunSettings) and settings.input.kind == "sample" and settings.device == "auto"
 
     panel.method.setCurrentIndex(panel.method.findData("gradcam"))
-    assert panel.layer.isVisibleTo(panel) and not panel.steps.isVisibleTo(panel)
+    assert panel.layer.isVisibleTo(panel) and not panel.controls["steps"].isVisibleTo(panel)
     assert panel.select_layer("features.0") and not panel.select_layer("nope")
     panel.target.setCurrentIndex(panel.target.findData(2))
     panel.sanity.setChecked(True)
