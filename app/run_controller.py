@@ -54,9 +54,9 @@ ATTRIBUTE_LABEL = "Explain: attribution"
 
 def zoo_entry(path: Path) -> Any:
     """The bundled sample-model entry for `path`, or None (reads the manifest, imports no framework)."""
-    from analyzers.runtime import zoo_entry as find
+    from analyzers.samples import find_sample_model
 
-    return find(path)
+    return find_sample_model(path)
 
 
 class RunController(QObject):

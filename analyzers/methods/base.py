@@ -243,6 +243,20 @@ class Method:
         yield  # a generator, like every run
 
 
+def chunks(n: int, size: int | None) -> list[tuple[int, int]]:
+    """[start, stop) ranges that cover n items in pieces of `size` (all at once when None)."""
+    size = max(1, size or n)
+    return [(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+def windows_count(shape: tuple[int, ...], win: tuple[int, ...], stride: tuple[int, ...]) -> int:
+    """How many positions a sliding window takes over `shape`."""
+    count = 1
+    for s, w, st in zip(shape, win, stride):
+        count *= (s - w) // st + 1
+    return count
+
+
 def call_windows(call: TorchCall) -> int:
     """Occlusion windows over the input (1 for every other method): the progress bar's scale."""
     from analyzers.attribution import occlusion_window
@@ -252,7 +266,4 @@ def call_windows(call: TorchCall) -> int:
         return 1
     shape = tuple(call.x.shape[1:])
     win, stride = occlusion_window(shape, call.inp.layout, request, False)
-    count = 1
-    for s, w, st in zip(shape, win, stride):
-        count *= (s - w) // st + 1
-    return count
+    return windows_count(shape, win, stride)

@@ -57,7 +57,7 @@ class GradientShapMethod(Method):
     @classmethod
     def keras_map(cls, call: KerasCall, x: np.ndarray) -> Steps[tuple[np.ndarray, np.ndarray | None]]:
         """Expected gradients as Captum draws them: noisy input, random baseline, random point on the path."""
-        from analyzers.runtime.keras_runtime import chunks
+        from analyzers.methods.base import chunks
 
         p = call.params
         rng = np.random.default_rng(call.request.seed)

@@ -100,7 +100,7 @@ class IntegratedGradientsMethod(Method):
     def keras_path(cls, call: KerasCall, x: np.ndarray, b: np.ndarray) -> Steps[tuple[np.ndarray, float, float]]:
         """IG along b -> x with tf.GradientTape; (map, F(x), F(b))."""
         from analyzers.attribution import path_points
-        from analyzers.runtime.keras_runtime import chunks
+        from analyzers.methods.base import chunks
 
         p, live, t = call.params, call.live, int(call.request.target or 0)
         alphas, weights = path_points(p["ig_method"], p["steps"])
@@ -136,7 +136,7 @@ class IntegratedGradientsMethod(Method):
     def keras_text_run(cls, call: KerasCall, layer: Any, ids: np.ndarray, base_ids: np.ndarray) -> Steps[Any]:
         """IG in embedding space, from the padding tokens' embeddings to the input's."""
         from analyzers.attribution import RawAttribution, path_points
-        from analyzers.runtime.keras_runtime import chunks
+        from analyzers.methods.base import chunks
 
         p, live, t = call.params, call.live, int(call.request.target or 0)
         emb = np.asarray(layer(ids), dtype=np.float32)

@@ -90,7 +90,7 @@ class OcclusionMethod(Method):
     def keras_map(cls, call: KerasCall, x: np.ndarray) -> Steps[tuple[np.ndarray, np.ndarray | None]]:
         """The same windows as Captum's, scored in batches by the Keras model."""
         from analyzers.attribution import occlusion_window
-        from analyzers.runtime.keras_runtime import chunks, windows_count
+        from analyzers.methods.base import chunks, windows_count
 
         b = call.base[:1]
         shape = x.shape[1:]
@@ -125,7 +125,7 @@ class OcclusionMethod(Method):
     def keras_text_run(cls, call: KerasCall, layer: Any, ids: np.ndarray, base_ids: np.ndarray) -> Steps[Any]:
         """Each token replaced by its padding token in turn."""
         from analyzers.attribution import RawAttribution
-        from analyzers.runtime.keras_runtime import chunks
+        from analyzers.methods.base import chunks
 
         call.params.update({"window_shape": [1], "strides": [1],
                             "internal_batch_size": call.request.internal_batch_size})

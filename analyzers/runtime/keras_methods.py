@@ -6,14 +6,18 @@ path points / samples / occluded windows, so a long run stays responsive without
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from analyzers.attribution import AttributionRequest, RawAttribution
 from analyzers.errors import LayerScopeError
 from analyzers.inputs import ModelInput
 from analyzers.methods import KerasCall, method_class
-from analyzers.runtime.keras_runtime import KerasLiveModel
 from analyzers.tasks import CancelToken, Steps
+
+if TYPE_CHECKING:
+    from analyzers.runtime.keras_runtime import KerasLiveModel
 
 
 def run(live: KerasLiveModel, inp: ModelInput, req: AttributionRequest, token: CancelToken | None

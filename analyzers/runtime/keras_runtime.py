@@ -10,7 +10,6 @@ embedding's output with points along the IG path); every tap is undone in `final
 from __future__ import annotations
 
 import contextlib
-import math
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
@@ -23,8 +22,10 @@ from analyzers.attribution import AttributionRequest, RawAttribution
 from analyzers.errors import CorruptFile, LayerScopeError, TrustRequired, sentence
 from analyzers.inputs import InputHint, ModelInput, qa_encoder, vocab_encoder
 from analyzers.loaders import LoadOptions
-from analyzers.runtime import LayerRef, LiveModel, RssPeak, zoo_entry
 from analyzers.runtime.devices import resolve_tf_device
+from analyzers.runtime.live import LayerRef, LiveModel
+from analyzers.runtime.rss import RssPeak
+from analyzers.samples import find_sample_model as zoo_entry
 from analyzers.tasks import CancelToken, Progress, Steps
 
 
@@ -366,14 +367,3 @@ def _hint(model: Any, entry: Any) -> InputHint:
     if len(shape) == 3 and shape[-1] in (1, 3):
         return InputHint("image", shape, dtype, "NHWC")
     return InputHint("tensor", shape, dtype)
-
-
-def chunks(n: int, size: int | None) -> list[tuple[int, int]]:
-    """[start, stop) ranges that cover n items in pieces of `size` (all at once when None)."""
-    size = max(1, size or n)
-    return [(i, min(n, i + size)) for i in range(0, n, size)]
-
-
-def windows_count(shape: tuple[int, ...], win: tuple[int, ...], stride: tuple[int, ...]) -> int:
-    """How many positions a sliding window takes over `shape`."""
-    return math.prod((s - w) // st + 1 for s, w, st in zip(shape, win, stride))

@@ -30,8 +30,11 @@ from analyzers.inputs import (
     vocab_encoder,
 )
 from analyzers.loaders import LoadOptions
-from analyzers.runtime import LayerRef, LiveModel, RssPeak, sharded_safetensors_index, zoo_entry
+from analyzers.runtime import sharded_safetensors_index
 from analyzers.runtime.devices import resolve_torch_device
+from analyzers.runtime.live import LayerRef, LiveModel
+from analyzers.runtime.rss import RssPeak
+from analyzers.samples import find_sample_model as zoo_entry
 from analyzers.tasks import Cancelled, CancelToken, Progress, Steps
 
 HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
