@@ -13,7 +13,10 @@ DTYPE_BITS: dict[str, int] = {
     "float8_e5m2": 8,
     "float8_e5m2fnuz": 8,
     "float8_e8m0fnu": 8,
-    "float4_e2m1fn_x2": 8,
+    "float4_e2m1fn_x2": 8,  # torch's packed pair: one element is two fp4 values
+    "float4_e2m1": 4,
+    "float6_e2m3": 6,
+    "float6_e3m2": 6,
     "complex128": 128,
     "complex64": 64,
     "int64": 64,
@@ -39,7 +42,11 @@ _ALIASES: dict[str, str] = {
     "F8_E4M3": "float8_e4m3fn",
     "F8_E5M2": "float8_e5m2",
     "F8_E8M0": "float8_e8m0fnu",
-    "F4": "float4_e2m1fn_x2",
+    "F8_E4M3FNUZ": "float8_e4m3fnuz",
+    "F8_E5M2FNUZ": "float8_e5m2fnuz",
+    "F4": "float4_e2m1",  # safetensors counts single fp4 values: 4 bits each
+    "F6_E2M3": "float6_e2m3",
+    "F6_E3M2": "float6_e3m2",
     "I64": "int64",
     "I32": "int32",
     "I16": "int16",
@@ -92,3 +99,25 @@ def bytes_for(numel: int, dtype: str) -> int:
     if bits is None:
         return 0
     return (numel * bits + 7) // 8
+
+
+# safetensors header codes the format defines (https://github.com/huggingface/safetensors, `Dtype`).
+SAFETENSORS_DTYPES = frozenset({"BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0",
+                                "F8_E4M3FNUZ", "F8_E5M2FNUZ", "I16", "U16", "F16", "BF16", "I32", "U32", "F32",
+                                "C64", "F64", "I64", "U64"})
+
+
+def is_floating(dtype: str) -> bool:
+    """True for float, bfloat16, float8/float4 and complex dtypes: the only ones a trainable parameter can have."""
+    return dtype.startswith(("float", "bfloat", "complex"))
+
+
+def state_dict_kind(dtype: str, *, quantized: bool = False) -> str:
+    """"param" or "buffer" for a tensor of a plain state_dict format (safetensors, .pt, HF folder).
+
+    An integer or bool tensor can never be a trainable parameter (autograd refuses it): it is an index
+    table or a mask, a buffer. Checkpoints with a quantisation config store their weights as integers;
+    `quantized=True` keeps those as parameters. GGUF and ONNX decide for themselves."""
+    if quantized or is_floating(dtype) or dtype_bits(dtype) is None:
+        return "param"
+    return "buffer"

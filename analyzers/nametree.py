@@ -9,6 +9,14 @@ from analyzers.summary import LayerNode, TensorInfo
 
 _DIGITS = re.compile(r"(\d+)")
 
+# Bounds on a tree built from names a file chose. No real model nests 64 deep (pickling a LayerNode
+# chain, or any view that recurses, fails near a few hundred); deeper components fold into one node.
+# A file whose names would need more nodes or path text than these is refused: a 100,000-character
+# name of dots made 2.4 GB of prefixes.
+MAX_TREE_DEPTH = 64
+MAX_TREE_NODES = 2_000_000
+MAX_PATH_CHARS = 200_000_000
+
 # Tensor names that are buffers, not parameters, whatever the file says (BatchNorm statistics,
 # position-id tables, rotary frequencies, causal masks).
 BUFFER_SUFFIXES = (
@@ -36,6 +44,19 @@ def owner_of(name: str, sep: str = ".") -> str:
     return name.rsplit(sep, 1)[0] if sep in name else ""
 
 
+def clamp_depth(path: str, depth: int = MAX_TREE_DEPTH) -> str:
+    """`path` with every component past `depth` folded into the last one (`a.b.c.d` -> `a.b.c_d` at depth 3)."""
+    if path.count(".") < depth:
+        return path
+    parts = path.split(".", depth - 1)
+    parts[-1] = parts[-1].replace(".", "_")
+    return ".".join(parts)
+
+
+class TreeTooLarge(ValueError):
+    """The names of a file would make a tree larger than any real model's (refused, not built)."""
+
+
 class TreeBuilder:
     """Collects nodes and tensors by path, then freezes them into an immutable LayerNode tree."""
 
@@ -44,13 +65,14 @@ class TreeBuilder:
         self._attrs: dict[str, dict[str, object]] = {}
         self._own: dict[str, list[TensorInfo]] = {}
         self._children: dict[str, list[str]] = {"": []}
+        self._path_chars = 0
 
     def __contains__(self, path: str) -> bool:
         return path in self._children
 
     def add_node(self, path: str, type: str = "", attributes: Mapping[str, object] | None = None) -> None:
         """Declare a node (and its missing ancestors); a later call may set its type."""
-        self._ensure(path)
+        path = self._ensure(path)
         if type:
             self._type[path] = type
         if attributes:
@@ -58,22 +80,34 @@ class TreeBuilder:
 
     def add_tensor(self, owner: str, tensor: TensorInfo) -> None:
         """Attach a tensor to the node at `owner`, creating the node when needed."""
-        self._ensure(owner)
+        owner = self._ensure(owner)
         self._own.setdefault(owner, []).append(tensor)
 
-    def _ensure(self, path: str) -> None:
+    def _ensure(self, path: str) -> str:
+        """Create `path` (depth-clamped) and its missing ancestors; the path as stored."""
+        if path in self._children:
+            return path
+        path = clamp_depth(path)
+        top = path
         chain: list[str] = []
         while path not in self._children:
             chain.append(path)
             path = owner_of(path)
+        self._path_chars += sum(len(p) for p in chain)
+        if len(self._children) + len(chain) > MAX_TREE_NODES or self._path_chars > MAX_PATH_CHARS:
+            raise TreeTooLarge(f"its names make a tree of more than {MAX_TREE_NODES:,} layers or "
+                               f"{MAX_PATH_CHARS:,} characters of layer paths, more than any real model has")
         parent = path
         for p in reversed(chain):
             self._children[parent].append(p)
             self._children[p] = []
             parent = p
+        return top
 
-    def build(self, sort: bool = False) -> LayerNode:
-        """Freeze into LayerNodes, bottom-up and without recursion (10^5 nodes are fine)."""
+    def build(self, sort: bool = False, output_shapes: Mapping[str, tuple] | None = None) -> LayerNode:
+        """Freeze into LayerNodes, bottom-up and without recursion (10^5 nodes are fine); `output_shapes`
+        by path, when the format records them."""
+        output_shapes = output_shapes or {}
         if sort:
             for kids in self._children.values():
                 kids.sort(key=natural_key)
@@ -91,6 +125,7 @@ class TreeBuilder:
                 tensors=tuple(self._own.get(p, ())),
                 children=tuple(built[c] for c in self._children[p]),
                 attributes=self._attrs.get(p, {}),
+                output_shape=output_shapes.get(p),
             )
         return built[""]
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analyzers.errors import CorruptFile, LayerScopeError, UnsupportedFile, sentence
+from analyzers.loaders.safe_files import regular_file
+from analyzers.nametree import TreeTooLarge
 from analyzers.summary import ModelSummary
 from analyzers.tasks import Steps
 
@@ -92,8 +94,6 @@ def find_loader(path: Path) -> LoaderSpec:
     """The loader for `path`: extension match confirmed by sniffing, then content sniffing alone."""
     _import_all()
     path = Path(path)
-    if not path.exists():
-        raise UnsupportedFile(sentence(path, "no such file or folder"))
     if path.is_dir():
         for spec in _REGISTRY:
             if spec.folder and spec.sniffs(path):
@@ -102,6 +102,9 @@ def find_loader(path: Path) -> LoaderSpec:
             sentence(path, "this folder holds no model LayerScope can read "
                            "(expected a Hugging Face folder with config.json and weights, or a SavedModel)")
         )
+    # Before any sniffer opens it: a named pipe would block the open, a device never ends, and a
+    # symlink to itself is named as such rather than "no such file".
+    regular_file(path)
     by_name = [s for s in _REGISTRY if not s.folder and s.matches_name(path)]
     for spec in by_name:
         if spec.sniffs(path):
@@ -135,8 +138,13 @@ def _guarded(spec: LoaderSpec, path: Path, options: LoadOptions) -> Steps[ModelS
         raise
     except MemoryError:
         raise CorruptFile(sentence(path, "reading it ran out of memory; the header is probably corrupted")) from None
+    except RecursionError:
+        raise CorruptFile(sentence(path, "it nests deeper than LayerScope follows; the file is corrupted or "
+                                         "built to exhaust a reader")) from None
+    except TreeTooLarge as exc:
+        raise CorruptFile(sentence(path, str(exc))) from None
     except (OSError, ValueError, KeyError, IndexError, TypeError, RuntimeError, EOFError, AttributeError,
-            UnicodeDecodeError, ImportError, OverflowError, AssertionError) as exc:
+            UnicodeDecodeError, ImportError, ArithmeticError, AssertionError, LookupError) as exc:
         raise CorruptFile(sentence(path, f"could not read it as {spec.description} ({_brief(exc)})")) from exc
 
 
