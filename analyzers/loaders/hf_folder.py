@@ -8,17 +8,24 @@ know the architecture, or with --names-only, the tree is built from the tensor n
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import json
 import os
+import stat
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from analyzers.errors import CorruptFile, UnsupportedFile, sentence
+from analyzers.dtypes import state_dict_kind
+from analyzers.errors import CorruptFile, UnsupportedFile, printable, sentence
 from analyzers.loaders import LoadOptions, loader
+from analyzers.loaders.hf_heads import without_tensors
+from analyzers.loaders.safe_files import METADATA_LIMIT, display_name, read_text_capped, regular_file
 from analyzers.loaders.safetensors_loader import header_tensors, read_header, read_index, shard_tensors
-from analyzers.nametree import build_name_tree
-from analyzers.summary import ModelSummary, SourceInfo, TensorInfo
+from analyzers.nametree import build_name_tree, is_buffer_name
+from analyzers.summary import LayerNode, ModelSummary, SourceInfo, TensorInfo
 from analyzers.tasks import Progress, Steps
 
 CONFIG_SUMMARY_KEYS = (
@@ -48,68 +55,96 @@ def weight_files(folder: Path) -> tuple[str, list[Path], Path | None]:
 
 
 def sniff_hf_folder(path: Path) -> bool:
-    """A folder with config.json, or with safetensors / pytorch_model weights."""
+    """A folder with config.json (even a broken one: it gets its own sentence), or with weights."""
     if not path.is_dir():
         return False
-    return (path / "config.json").is_file() or bool(weight_files(path)[0])
+    return os.path.lexists(path / "config.json") or bool(weight_files(path)[0])
 
 
 def read_config(folder: Path) -> dict[str, Any] | None:
-    """config.json as a dict (None when absent)."""
+    """config.json as a dict (None when absent); a config that is no regular, small JSON file is refused."""
     cfg = folder / "config.json"
-    if not cfg.exists():
+    if not os.path.lexists(cfg):
         return None
     try:
-        data = json.loads(cfg.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        mode = os.stat(cfg).st_mode
+    except OSError as exc:
+        problem = ("a symbolic link that points back to itself" if exc.errno == errno.ELOOP
+                   else "a symbolic link to nothing" if exc.errno == errno.ENOENT
+                   else f"unreadable ({exc.strerror or exc})")
+        raise CorruptFile(sentence(folder, f"its config.json is {problem}")) from None
+    if not stat.S_ISREG(mode):
+        kind = "a named pipe" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) \
+            else "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise CorruptFile(sentence(folder, f"its config.json is {kind}, not a JSON file"))
+    try:
+        data = json.loads(read_text_capped(cfg, METADATA_LIMIT, "config.json"))
+    except CorruptFile as exc:
+        raise CorruptFile(sentence(folder, f"its {str(exc).split(': ', 1)[-1]}")) from None
+    except (json.JSONDecodeError, RecursionError):
         raise CorruptFile(sentence(folder, "its config.json is not valid JSON")) from None
     if not isinstance(data, dict):
         raise CorruptFile(sentence(folder, "its config.json is not a JSON object"))
     return data
 
 
-def stored_tensors(folder: Path) -> Steps[tuple[list[TensorInfo], list[Path], str]]:
-    """TensorInfos of every weight file in the folder, from headers (safetensors) or mmap (.bin)."""
+def is_quantized(config: dict[str, Any] | None) -> bool:
+    """True when the config says the weights are stored quantised (integer tensors are then weights)."""
+    return bool(config) and any(config.get(k) for k in ("quantization_config", "compression_config"))
+
+
+def stored_tensors(folder: Path, quantized: bool = False) -> Steps[tuple[list[TensorInfo], list[Path], str]]:
+    """TensorInfos of every weight file in the folder, from headers (safetensors) or mmap (.bin).
+
+    Integer and bool tensors are buffers unless the config declares quantised weights."""
     kind, files, index = weight_files(folder)
     if index is not None:
         weight_map = read_index(index)
         if kind == "safetensors":
-            tensors, shard_paths, _ = yield from shard_tensors(index, weight_map)
+            tensors, shard_paths, _ = yield from shard_tensors(index, weight_map, quantized=quantized)
             return tensors, shard_paths, kind
         files = [folder / f for f in dict.fromkeys(weight_map.values())]
     tensors: list[TensorInfo] = []
     for i, f in enumerate(files):
         yield Progress(i, len(files), f"Reading {f.name}")
         if not f.exists():
-            raise CorruptFile(sentence(folder, f"the weight file {f.name} named by its index is missing"))
+            raise CorruptFile(sentence(folder, f"the weight file {display_name(f.name)} named by its index is missing"))
+        regular_file(f)
         if kind == "safetensors":
             header, start = read_header(f)
-            tensors.extend(header_tensors(f, header, start))
+            tensors.extend(header_tensors(f, header, start, quantized=quantized))
         else:
             from analyzers.loaders.pytorch_loader import flatten_tensors, infos_from_state, load_checkpoint
 
             state = load_checkpoint(f, trust=False)
             if not isinstance(state, dict):
                 raise CorruptFile(sentence(f, "it does not hold a state_dict"))
-            tensors.extend(infos_from_state(flatten_tensors(state)).values())
+            for t in infos_from_state(flatten_tensors(state)).values():
+                if t.kind == "param" and state_dict_kind(t.dtype, quantized=quantized) == "buffer":
+                    t = dataclasses.replace(t, kind="buffer", trainable=False)
+                tensors.append(t)
     return tensors, files, kind
 
 
 @contextlib.contextmanager
 def transformers_log() -> Iterator[list[str]]:
     """transformers' warnings while inside, collected for the summary's notes instead of printed on stderr
-    (a config with special-token ids outside its vocabulary, say: worth a note, not a stray log line)."""
+    (a config with special-token ids outside its vocabulary, say: worth a note, not a stray log line).
+    Python warnings raised meanwhile (torch's, transformers' deprecations) are collected the same way."""
     import logging
 
     from transformers.utils import logging as hf_logging
 
     got: list[str] = []
 
+    def keep_message(text: str) -> None:
+        message = printable(text.strip(), 400)
+        if message and message not in got:
+            got.append(message)
+
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            message = record.getMessage().strip()
-            if message and message not in got:
-                got.append(message)
+            keep_message(record.getMessage())
 
     keep = Keep(logging.WARNING)
     level = hf_logging.get_verbosity()
@@ -120,34 +155,15 @@ def transformers_log() -> Iterator[list[str]]:
     hf_logging.disable_default_handler()
     hf_logging.add_handler(keep)
     try:
-        yield got
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield got
+        for w in caught:
+            keep_message(str(w.message))
     finally:
         hf_logging.remove_handler(keep)
         hf_logging.enable_default_handler()
         hf_logging.set_verbosity(level)
-
-
-def build_meta_model(folder: Path, config_dict: dict[str, Any]) -> tuple[Any, str]:
-    """The model class named by the config, instantiated on the meta device (offline)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    import torch
-    import transformers
-    from transformers import AutoConfig, AutoModel
-
-    config = AutoConfig.from_pretrained(str(folder), trust_remote_code=False, local_files_only=True)
-    archs = list(config_dict.get("architectures") or [])
-    cls = None
-    for name in archs:
-        cls = getattr(transformers, name, None)
-        if cls is not None:
-            break
-    with torch.device("meta"):
-        if cls is not None:
-            model = cls._from_config(config)
-        else:
-            model = AutoModel.from_config(config)
-    return model, type(model).__name__
 
 
 @loader(
@@ -160,7 +176,8 @@ def build_meta_model(folder: Path, config_dict: dict[str, Any]) -> tuple[Any, st
 def open_hf_folder(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
     """Typed tree from config.json on the meta device; tensors from the weight headers."""
     config = read_config(path)
-    tensors, files, kind = yield from stored_tensors(path)
+    quantized = is_quantized(config)
+    tensors, files, kind = yield from stored_tensors(path, quantized)
     if not tensors and config is None:
         raise UnsupportedFile(sentence(path, "the folder has neither config.json nor weights"))
     metadata: dict[str, Any] = {"weights": kind or "none", "weight_files": len(files)}
@@ -175,66 +192,76 @@ def open_hf_folder(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
     root = None
     if config is not None and not options.names_only:
         yield Progress(0, 2, "Importing torch and transformers")
+        from analyzers.loaders.hf_heads import ConfigTooLarge, build_best_model
+
+        arch = ", ".join(str(a) for a in config.get("architectures") or []) or str(config.get("model_type", "?"))
         try:
             with transformers_log() as said:
-                model, cls_name = build_meta_model(path, config)
-            notes.extend(f"transformers: {message}" for message in said)
-        except (ValueError, KeyError, ImportError, AttributeError, OSError, TypeError, RuntimeError) as exc:
-            arch = ", ".join(config.get("architectures") or []) or config.get("model_type", "?")
-            notes.append(f"transformers does not know the architecture {arch} ({type(exc).__name__}); "
-                         "showing the tree of tensor names instead.")
+                model, cls_name, chosen = build_best_model(path, config, tensors)
+        except ConfigTooLarge as exc:
+            if not tensors:
+                raise UnsupportedFile(sentence(path, str(exc))) from None
+            notes.append(f"{exc}; showing the tree of tensor names instead.")
+        except (ValueError, KeyError, ImportError) as exc:
+            notes.append(f"transformers does not know the architecture {printable(arch, 120)} "
+                         f"({type(exc).__name__}: {_said(exc)}); showing the tree of tensor names instead.")
+        except Exception as exc:  # transformers on a hostile config (zero heads ...): any failure, the names tree
+            notes.append(f"transformers could not build {printable(arch, 120)} from config.json "
+                         f"({type(exc).__name__}: {_said(exc)}); showing the tree of tensor names instead.")
         else:
-            named = list(config.get("architectures") or [])
-            if named and cls_name not in named:
-                notes.append(f"transformers has no class {', '.join(named)}; opened as {cls_name}, "
-                             "the base model without its task head.")
+            notes.extend(f"transformers: {message}" for message in said)
+            notes.extend(chosen)
             yield Progress(1, 2, f"Laying {len(tensors):,} tensors onto {cls_name}")
-            root = _typed_root(model, tensors, notes, metadata)
+            root = _typed_root(model, cls_name, tensors, notes, metadata)
     elif options.names_only:
         notes.append("--names-only: tree of tensor names, layer types not resolved.")
     if root is None:
         if not tensors:
             raise UnsupportedFile(sentence(path, "the folder has no weights and its architecture is unknown"))
         root = build_name_tree(tensors)
+        if any(t.kind == "buffer" and not is_buffer_name(t.name) for t in tensors):
+            notes.append("Integer and bool tensors (index tables, masks) are counted as buffers: they cannot be "
+                         "trainable parameters.")
     yield Progress(2, 2, "Done")
     return ModelSummary(source=source, root=root, metadata=metadata, notes=tuple(notes), config=config)
 
 
-def _typed_root(model: Any, tensors: list[TensorInfo], notes: list[str], metadata: dict[str, Any]):
-    from analyzers.arch import match_names
+def _said(exc: BaseException) -> str:
+    """An exception's text on one line (transformers' validation errors put the reason on the second)."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return printable(text or type(exc).__name__, 240).rstrip(".")
+
+
+def _typed_root(model: Any, cls_name: str, tensors: list[TensorInfo], notes: list[str],
+                metadata: dict[str, Any]) -> LayerNode:
+    """The module tree with the stored tensors laid on it; what the files hold and the class lacks hangs
+    under its own names, what the class has and the files lack is left out: the totals are the files'."""
+    from analyzers.loaders.hf_heads import match_model
     from analyzers.loaders.torch_modules import module_tree
 
-    module_state = model.state_dict(keep_vars=True)
     if not tensors:
         return module_tree(model)
     stored = {t.name: t for t in tensors}
-    prefix = getattr(model, "base_model_prefix", "") or ""
-    match = match_names({n: tuple(t.shape) for n, t in module_state.items()}, stored,
-                        extra_prefixes=(prefix,) if prefix else ())
+    match, missing = match_model(model, stored)
     on_module = {match.renamed[k]: TensorInfo(match.renamed[k], v.shape, v.dtype, v.kind, v.trainable, None,
                                               v.stored_bytes)
                  for k, v in stored.items() if k in match.renamed}
-    tied = set(getattr(model, "_tied_weights_keys", None) or ())
-    missing = [m for m in match.missing if m not in tied and not _is_tied(model, m)]
-    if missing or match.unexpected or match.mismatched:
-        sub = type(match)(match.renamed, tuple(missing), match.unexpected, match.mismatched, match.prefix_change)
-        notes.extend(sub.describe())
-        metadata["unmatched"] = {"missing": missing[:50], "unexpected": list(match.unexpected[:50]),
-                                 "mismatched": list(match.mismatched[:50])}
-    elif match.prefix_change:
+    extra = {k: v for k, v in stored.items() if k not in match.renamed}
+    root = without_tensors(module_tree(model, stored=on_module, extra=extra), set(missing))
+    if match.prefix_change:
         notes.append(f"Checkpoint names were matched after the prefix change '{match.prefix_change}'.")
-    return module_tree(model, stored=on_module)
-
-
-def _is_tied(model: Any, name: str) -> bool:
-    """True when the parameter `name` is the same object as an earlier one (tied embeddings)."""
-    params = dict(model.named_parameters(remove_duplicate=False))
-    target = params.get(name)
-    if target is None:
-        return False
-    for other, p in params.items():
-        if other == name:
-            return False
-        if p is target:
-            return True
-    return False
+    if missing:
+        notes.append(f"{len(missing):,} tensor(s) of {cls_name} are not in the weight files (e.g. "
+                     f"{', '.join(missing[:3])}); they are left out of the tree and the totals (loading would "
+                     "initialise them afresh).")
+    if extra:
+        notes.append(f"{len(extra):,} tensor(s) in the weight files are not in {cls_name} (e.g. "
+                     f"{', '.join(display_name(n, 80) for n in list(extra)[:3])}); they are shown under their own "
+                     "names and counted.")
+    if match.mismatched:
+        notes.append(f"{len(match.mismatched):,} tensor(s) differ in shape from {cls_name} (e.g. "
+                     f"{', '.join(match.mismatched[:3])}); the files' shapes are shown.")
+    if missing or extra or match.mismatched:
+        metadata["unmatched"] = {"missing": missing[:50], "unexpected": [display_name(n) for n in list(extra)[:50]],
+                                 "mismatched": list(match.mismatched[:50])}
+    return root
