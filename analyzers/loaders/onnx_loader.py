@@ -1,24 +1,37 @@
-"""ONNX `.onnx`: initializers as parameters, a tree from the exporter's node scopes, ops as leaf nodes.
+"""ONNX `.onnx`: initializers and constants as tensors, a tree from the exporter's node scopes, ops as leaves.
 
 Read with `onnx.load(load_external_data=False)`: tensors stored in external files are sized from
 their metadata and never read (the data files need not even exist). Node scopes come from the
 `/encoder/layer.0/attention/MatMul` names torch.onnx (TorchScript exporter) writes, or from the
 `pkg.torch.onnx.name_scopes` / `class_hierarchy` metadata the dynamo exporter attaches. An
-initializer belongs to the scope shared by the nodes that consume it.
+initializer belongs to the scope shared by the nodes that consume it. Subgraphs (If branches, Loop
+and Scan bodies) hang under the node that owns them, walked without recursion.
+
+What counts: floating-point initializers and Constant tensors are parameters (weights exported as
+Constants, a voice-activity model's inside If branches, are weights); integer tensors are parameters
+only when a quantisation op reads them (int8 weights feeding DequantizeLinear); every other integer or
+bool tensor (int64 shapes, gather indices, masks) is a buffer. A tensor's dims are checked against the
+data it holds: negative dims, or more elements than its raw_data, typed values or external data, are
+refused.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
+import math
+import os
+import stat
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from analyzers.dtypes import dtype_bits
+from analyzers.dtypes import dtype_bits, is_floating
 from analyzers.errors import CorruptFile, sentence
 from analyzers.loaders import LoadOptions, loader
-from analyzers.loaders.format_util import decorate_tree, first_line, safe_component, unique
-from analyzers.nametree import TreeBuilder, owner_of
+from analyzers.loaders.format_util import first_line, safe_component
+from analyzers.loaders.safe_files import MAX_NAME_CHARS, display_name
+from analyzers.nametree import TreeBuilder, clamp_depth, owner_of
 from analyzers.summary import ModelSummary, SourceInfo, TensorInfo
 from analyzers.tasks import Progress, Steps
 
@@ -32,6 +45,16 @@ ONNX_DTYPES = {
     21: "uint4", 22: "int4", 23: "float4_e2m1", 24: "float8_e8m0fnu", 25: "uint2", 26: "int2",
 }
 SUB_BYTE_BITS = {"float4_e2m1": 4, "uint2": 2, "int2": 2}
+# Integer tensors that are weights when a quantisation op consumes them; every other integer or bool
+# tensor (int64 shapes, gather indices, masks) is a buffer. Floating-point tensors are parameters.
+QUANT_STORAGE = frozenset({"int8", "uint8", "int16", "uint16", "int32", "uint32", "int4", "uint4", "int2", "uint2"})
+QUANT_OPS = frozenset({"DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger",
+                       "MatMulNBits", "GatherBlockQuantized", "DynamicQuantizeMatMul", "QGemm", "QAttention",
+                       "MatMulIntegerToFloat", "QLinearAdd", "QLinearMul", "DequantizeBFP", "MatMulBnb4",
+                       "QOrderedMatMul", "QuantizedLinear"})
+MAX_ELEMENTS = 1 << 50  # a tensor whose bytes cannot be checked (external file missing) may still not exceed this
+MAX_LEAF_CHARS = 200  # node names are display text: longer ones are cut
+MAX_SCOPE_TEXT = 1 << 16  # a node's scope metadata longer than this is ignored (literal_eval is not for megabytes)
 # Node attributes worth showing next to an op.
 OP_ATTRIBUTES = ("kernel_shape", "strides", "pads", "dilations", "group", "axis", "axes", "perm", "epsilon",
                  "transA", "transB", "alpha", "beta", "momentum", "num_heads", "block_size", "mode", "to")
@@ -85,29 +108,106 @@ def _dtype(code: int) -> str:
     return ONNX_DTYPES.get(int(code), f"onnx_type_{int(code)}")
 
 
-def initializer_info(init: Any, name: str | None = None) -> tuple[TensorInfo, dict[str, str] | None]:
-    """TensorInfo of a TensorProto from its dims and type only; external-data entries when stored outside."""
+def _bits(dtype: str) -> int:
+    bits = dtype_bits(dtype)
+    return bits if bits is not None else SUB_BYTE_BITS.get(dtype, 8)
+
+
+def _typed_values_expected(dtype: str, numel: int) -> int:
+    """How many entries of TensorProto's typed fields (float_data, int32_data ...) hold `numel` elements."""
+    if dtype.startswith("complex"):
+        return 2 * numel
+    bits = _bits(dtype)
+    if 0 < bits < 8:  # 4- and 2-bit types pack several elements into each int32_data entry
+        per = 8 // bits
+        return (numel + per - 1) // per
+    return numel
+
+
+def initializer_info(init: Any, name: str | None = None, *, model: Path | None = None,
+                     folder: Path | None = None) -> tuple[TensorInfo, dict[str, str] | None]:
+    """TensorInfo of a TensorProto from its dims and type, checked against the data it holds.
+
+    Negative dims, a shape larger than its raw_data, typed values or external `length`, and an
+    external file too short for it are refused (`model` names the file in the sentence)."""
+    where = model or Path("model.onnx")
+    label = display_name(name or init.name, 80)
     dtype = _dtype(init.data_type)
-    shape = tuple(int(d) for d in init.dims)
-    info = TensorInfo(name=name or init.name, shape=shape, dtype=dtype)
-    if dtype_bits(dtype) is None:  # sub-byte or unknown types: exact bytes from the element size
-        bits = SUB_BYTE_BITS.get(dtype, 8)
-        info = TensorInfo(name=info.name, shape=shape, dtype=dtype, stored_bytes=(info.numel * bits + 7) // 8)
+    dims = [int(d) for d in init.dims]
+    if any(d < 0 for d in dims):
+        raise CorruptFile(sentence(where, f"tensor '{label}' has a negative dimension ({min(dims)}); ONNX dims "
+                                          "are sizes"))
+    if init.data_type == 0:
+        raise CorruptFile(sentence(where, f"tensor '{label}' has no data type"))
+    shape = tuple(dims)
+    numel = math.prod(shape)
+    nbytes = (numel * _bits(dtype) + 7) // 8
+    count = f"{numel:,}" if numel < 10**15 else f"{numel:.3g}"
     external = None
     if init.data_location == 1:  # TensorProto.EXTERNAL
         external = {e.key: e.value for e in init.external_data}
-    return info, external
+        _check_external(where, label, external, nbytes, numel, count, folder)
+    elif init.HasField("raw_data"):
+        held = len(init.raw_data)
+        if dtype != "string" and held != nbytes:
+            raise CorruptFile(sentence(where, f"tensor '{label}' declares {count} {dtype} elements (shape "
+                                              f"{display_name(list(shape), 80)}, {nbytes:,} bytes) but holds "
+                                              f"{held:,} bytes of data"))
+    else:
+        held = (len(init.float_data) + len(init.int32_data) + len(init.int64_data) + len(init.double_data)
+                + len(init.uint64_data) + len(init.string_data))
+        expected = _typed_values_expected(dtype, numel)
+        if held != expected:
+            raise CorruptFile(sentence(where, f"tensor '{label}' declares {count} {dtype} elements (shape "
+                                              f"{display_name(list(shape), 80)}) but holds {held:,} values"))
+    stored = None if dtype_bits(dtype) is not None else nbytes  # sub-byte or unknown types: exact bytes
+    return TensorInfo(name=name or init.name, shape=shape, dtype=dtype, stored_bytes=stored), external
+
+
+def _check_external(where: Path, label: str, external: dict[str, str], nbytes: int, numel: int, count: str,
+                    folder: Path | None) -> None:
+    """An external tensor's declared length and offset against its shape and the data file's size."""
+    try:
+        offset = int(external.get("offset", "0") or 0)
+        length = int(external["length"]) if external.get("length") else None
+    except ValueError:
+        raise CorruptFile(sentence(where, f"tensor '{label}' has external-data offset or length that are not "
+                                          "numbers")) from None
+    if offset < 0 or (length is not None and length < 0):
+        raise CorruptFile(sentence(where, f"tensor '{label}' has a negative external-data offset or length"))
+    if length is not None and length != nbytes:
+        raise CorruptFile(sentence(where, f"tensor '{label}' declares {count} elements ({nbytes:,} bytes) but its "
+                                          f"external data is {length:,} bytes long"))
+    size = _external_size(folder, external.get("location", "")) if folder is not None else None
+    if size is not None and offset + nbytes > size:
+        raise CorruptFile(sentence(where, f"tensor '{label}' needs bytes {offset:,} to {offset + nbytes:,} of "
+                                          f"{display_name(external.get('location', ''))}, which has {size:,}"))
+    if size is None and numel > MAX_ELEMENTS:
+        raise CorruptFile(sentence(where, f"tensor '{label}' declares {count} elements, more than any model holds"))
+
+
+def _external_size(folder: Path, location: str) -> int | None:
+    """Size of an external data file inside the model's folder (None when absent, outside or not a file)."""
+    if not location or Path(location).is_absolute() or ".." in Path(location).parts:
+        return None
+    try:
+        st = os.stat(folder / location)
+    except (OSError, ValueError):
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 def node_scope(node: Any) -> tuple[str, dict[str, str], str]:
     """(module path, {path: class} met on the way, leaf name) of an ONNX node."""
-    props = {p.key: p.value for p in node.metadata_props}
-    if NAME_SCOPES in props:
+    props = {p.key: p.value for p in node.metadata_props} if len(node.metadata_props) else {}
+    if NAME_SCOPES in props and len(props[NAME_SCOPES]) + len(props.get(CLASS_HIERARCHY, "")) <= MAX_SCOPE_TEXT:
         try:
             scopes = ast.literal_eval(props[NAME_SCOPES])
             classes = ast.literal_eval(props.get(CLASS_HIERARCHY, "[]"))
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             scopes, classes = [], []
+        if not isinstance(classes, list):
+            classes = []
         if isinstance(scopes, list) and scopes:
             types: dict[str, str] = {}
             path = ""
@@ -150,18 +250,28 @@ def _attribute_value(attr: Any) -> Any:
     return None
 
 
-def _subgraph_inputs(node: Any) -> set[str]:
-    """Names a node's subgraphs (If/Loop/Scan bodies) read from the outer scope."""
-    names: set[str] = set()
+def _graphs_of(node: Any) -> list[tuple[str, Any]]:
+    """(attribute name, GraphProto) of a node's subgraphs: If branches, Loop and Scan bodies."""
+    out: list[tuple[str, Any]] = []
+    for attr in node.attribute:
+        if attr.type == 5:  # GRAPH
+            out.append((attr.name, attr.g))
+        elif attr.type == 10:  # GRAPHS
+            out.extend((f"{attr.name}_{i}", g) for i, g in enumerate(attr.graphs))
+    return out
+
+
+def _subgraph_inputs(node: Any) -> dict[str, list[str]]:
+    """Names a node's subgraphs (If/Loop/Scan bodies) read, each with the op types that read it."""
+    names: dict[str, list[str]] = {}
     stack = [node]
     while stack:
         current = stack.pop()
-        for attr in current.attribute:
-            graphs = [attr.g] if attr.type == 5 else list(attr.graphs) if attr.type == 10 else []
-            for g in graphs:
-                for inner in g.node:
-                    names.update(inner.input)
-                    stack.append(inner)
+        for _, g in _graphs_of(current):
+            for inner in g.node:
+                for name in inner.input:
+                    names.setdefault(name, []).append(inner.op_type)
+                stack.append(inner)
     return names
 
 
@@ -191,77 +301,188 @@ def _io(values: Any, skip: set[str]) -> list[dict[str, object]]:
     return out
 
 
-def build_tree(graph: Any, folder: Path) -> tuple[TreeBuilder, dict[str, object], list[str]]:
-    """The layer tree of a GraphProto: scopes, one node per op, initializers on their owning scope."""
-    builder = TreeBuilder("Graph")
-    notes: list[str] = []
-    init_names = {init.name for init in graph.initializer}
-    consumers: dict[str, list[tuple[str, str]]] = {}
-    shapes = _value_shapes(graph)
-    taken: set[str] = {""}
-    op_paths: list[str] = []
-    for i, node in enumerate(graph.node):
-        scope, types, leaf = node_scope(node)
-        for path, cls in types.items():
-            builder.add_node(path, cls)
-            taken.add(path)
-        leaf = safe_component(leaf or f"{node.op_type}_{i}")
-        op_path = unique(f"{scope}.{leaf}" if scope else leaf, taken)
-        attrs: dict[str, object] = {}
-        for attr in node.attribute:
-            if attr.name in OP_ATTRIBUTES:
-                value = _attribute_value(attr)
-                if value is not None:
-                    attrs[attr.name] = value
-        if node.domain:
-            attrs["domain"] = node.domain
-        builder.add_node(op_path, node.op_type, attrs)
-        parts = op_path.split(".")
-        taken.update(".".join(parts[:k]) for k in range(1, len(parts)))
-        op_paths.append(op_path)
-        used = {n for n in node.input if n in init_names} | (_subgraph_inputs(node) & init_names)
-        for name in used:
-            consumers.setdefault(name, []).append((scope, op_path))
-    output_shapes = {op_paths[i]: shapes[n.output[0]] for i, n in enumerate(graph.node)
-                     if n.output and n.output[0] in shapes}
-    external_files: dict[str, bool] = {}
-    for init in graph.initializer:
-        info, external = initializer_info(init)
-        if external is not None:
-            location = external.get("location", "")
-            external_files.setdefault(location, (folder / location).is_file())
-        users = consumers.get(init.name, [])
+class _Names:
+    """Unique dotted paths in linear time (a counter per base name: 200,000 nodes all named 'Add' made
+    the old `unique` scan quadratic)."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = {""}
+        self._next: dict[str, int] = {}
+
+    def claim(self, name: str) -> str:
+        """`name`, or `name_1`, `name_2` ... whichever is free; its ancestors are marked taken too."""
+        candidate, n = name, self._next.get(name, 0)
+        if candidate in self.taken:
+            n = max(n, 1)
+            while f"{name}_{n}" in self.taken:
+                n += 1
+            candidate = f"{name}_{n}"
+            self._next[name] = n + 1
+        self.taken.add(candidate)
+        if "." in candidate:
+            parts = candidate.split(".")
+            self.taken.update(".".join(parts[:k]) for k in range(1, len(parts)))
+        return candidate
+
+
+class _GraphTree:
+    """Walks a GraphProto and its subgraphs (If / Loop / Scan bodies, iteratively) into one layer tree."""
+
+    def __init__(self, model_path: Path) -> None:
+        self.path = model_path
+        self.builder = TreeBuilder("Graph")
+        self.names = _Names()
+        self.output_shapes: dict[str, tuple] = {}
+        self.external_files: dict[str, bool] = {}
+        self.constants = [0, 0]  # constant tensors counted as parameters, as buffers
+        self.sparse = 0
+        self.subgraphs = 0
+        self.nodes = 0
+
+    def walk(self, graph: Any) -> None:
+        """Add `graph` and every subgraph below it."""
+        queue: list[tuple[Any, str]] = [(graph, "")]
+        while queue:
+            g, prefix = queue.pop()
+            queue.extend(self._add_graph(g, prefix))
+
+    def _kind(self, dtype: str, consumers: list[str]) -> str:
+        if is_floating(dtype) or (dtype in QUANT_STORAGE and any(op in QUANT_OPS for op in consumers)):
+            return "param"
+        return "buffer"
+
+    def _add_graph(self, graph: Any, prefix: str) -> list[tuple[Any, str]]:
+        builder, names = self.builder, self.names
+        init_names = {init.name for init in graph.initializer}
+        consumer_ops: dict[str, list[str]] = {}
+        for node in graph.node:
+            for name in node.input:
+                consumer_ops.setdefault(name, []).append(node.op_type)
+        consumers: dict[str, list[tuple[str, str]]] = {}
+        shapes = _value_shapes(graph)
+        subgraphs: list[tuple[Any, str]] = []
+        for i, node in enumerate(graph.node):
+            self.nodes += 1
+            scope, types, leaf = node_scope(node)
+            scope = _join(prefix, clamp_depth(scope[:MAX_NAME_CHARS]))
+            for path, cls in types.items():
+                path = _join(prefix, clamp_depth(path[:MAX_NAME_CHARS]))
+                builder.add_node(path, cls)
+                names.taken.add(path)
+            leaf = safe_component(display_name(leaf, MAX_LEAF_CHARS) if leaf else f"{node.op_type}_{i}")
+            op_path = names.claim(_join(scope, leaf))
+            attrs: dict[str, object] = {}
+            for attr in node.attribute:
+                if attr.name in OP_ATTRIBUTES:
+                    value = _attribute_value(attr)
+                    if value is not None:
+                        attrs[attr.name] = value
+            if node.domain:
+                attrs["domain"] = display_name(node.domain, 80)
+            op_type = node.op_type
+            builder.add_node(op_path, op_type if op_type.isidentifier() else display_name(op_type, 80), attrs)
+            if node.output and node.output[0] in shapes:
+                self.output_shapes[op_path] = shapes[node.output[0]]
+            graphs = _graphs_of(node)
+            used = {n for n in node.input if n in init_names}
+            if graphs:
+                inner = _subgraph_inputs(node)
+                used |= inner.keys() & init_names
+                for name in inner.keys() & init_names:
+                    consumer_ops.setdefault(name, []).extend(inner[name])
+            for name in used:
+                consumers.setdefault(name, []).append((scope, op_path))
+            for attr_name, sub in graphs:
+                sub_path = names.claim(f"{op_path}.{safe_component(attr_name)}")
+                builder.add_node(sub_path, "Graph")
+                self.subgraphs += 1
+                subgraphs.append((sub, sub_path))
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                self._add_constant(node, op_path, consumer_ops)
+        for init in graph.initializer:
+            info, external = initializer_info(init, model=self.path, folder=self.path.parent)
+            if external is not None:
+                location = external.get("location", "")
+                self.external_files.setdefault(location, _external_size(self.path.parent, location) is not None)
+            kind = self._kind(info.dtype, consumer_ops.get(init.name, []))
+            if kind == "buffer":
+                info = dataclasses.replace(info, kind="buffer", trainable=False)
+            builder.add_tensor(self._owner(init.name, consumers.get(init.name, []), prefix), info)
+        self.sparse += len(graph.sparse_initializer)
+        return subgraphs
+
+    def _owner(self, name: str, users: list[tuple[str, str]], prefix: str) -> str:
+        """The scope shared by the nodes that consume an initializer (its name's scope when unused)."""
         if users:
-            scoped = [s for s, _ in users if s]  # unscoped ops (exporter-added Identity ...) say nothing
-            scope = _common_scope(scoped) if scoped else ""
-            owner = users[0][1] if not scope and len(users) == 1 else scope
-        else:
-            guess = owner_of(init.name)
-            owner = guess if guess in builder else ""
-        builder.add_tensor(owner, info)
-    constants = 0
-    for i, node in enumerate(graph.node):
-        if node.op_type != "Constant":
-            continue
+            scoped = [s for s, _ in users if s != prefix]  # unscoped ops (exporter-added Identity ...) say nothing
+            scope = _common_scope(scoped) if scoped else prefix
+            return users[0][1] if scope == prefix and len(users) == 1 else scope
+        guess = _join(prefix, clamp_depth(owner_of(name)))
+        return guess if guess in self.builder else prefix
+
+    def _add_constant(self, node: Any, op_path: str, consumer_ops: dict[str, list[str]]) -> None:
+        users = [op for out in node.output for op in consumer_ops.get(out, [])]
         for attr in node.attribute:
+            info = None
             if attr.name == "value" and attr.type == 4:  # TENSOR
-                info, _ = initializer_info(attr.t, name=f"{op_paths[i]}.value")
-                builder.add_tensor(op_paths[i], TensorInfo(info.name, info.shape, info.dtype, "buffer", False,
-                                                           None, info.stored_bytes))
-                constants += 1
-    if constants:
-        notes.append(f"{constants} tensors held by Constant nodes are shown as buffers, not parameters.")
-    if len(graph.sparse_initializer):
-        notes.append(f"{len(graph.sparse_initializer)} sparse initializers are not counted.")
-    missing = [loc for loc, present in external_files.items() if not present]
-    if external_files:
-        notes.append("Some initializers live in external data files; their sizes come from the model's metadata "
-                     "(the data is not read).")
-    if missing:
-        notes.append(f"External data file(s) not found next to the model: {', '.join(missing[:5])}.")
-    extra = {"external_data": {"files": sorted(external_files), "missing": missing}} if external_files else {}
-    extra["output_shapes"] = output_shapes
-    return builder, extra, notes
+                info, _ = initializer_info(attr.t, name=f"{op_path}.value", model=self.path, folder=self.path.parent)
+            elif attr.name == "value_float":
+                info = TensorInfo(f"{op_path}.value", (), "float32")
+            elif attr.name == "value_floats":
+                info = TensorInfo(f"{op_path}.value", (len(attr.floats),), "float32")
+            elif attr.name == "value_int":
+                info = TensorInfo(f"{op_path}.value", (), "int64")
+            elif attr.name == "value_ints":
+                info = TensorInfo(f"{op_path}.value", (len(attr.ints),), "int64")
+            elif attr.name == "sparse_value":
+                self.sparse += 1
+            if info is None:
+                continue
+            kind = self._kind(info.dtype, users)
+            self.constants[kind == "buffer"] += 1
+            if kind == "buffer":
+                info = dataclasses.replace(info, kind="buffer", trainable=False)
+            self.builder.add_tensor(op_path, info)
+
+    def notes(self) -> list[str]:
+        """What the user should know about how the graph was counted."""
+        notes: list[str] = []
+        if self.subgraphs:
+            notes.append(f"{self.subgraphs} subgraph(s) (If / Loop / Scan bodies) are shown under their nodes, and "
+                         "their tensors are counted.")
+        as_params, as_buffers = self.constants
+        if as_params or as_buffers:
+            notes.append(f"Constant nodes hold {as_params + as_buffers} tensor(s): {as_params} floating-point (or "
+                         f"quantised weights), counted as parameters, and {as_buffers} integer or bool (shapes, "
+                         "indices), counted as buffers.")
+        if self.sparse:
+            notes.append(f"{self.sparse} sparse initializers or constants are not counted.")
+        missing = [loc for loc, present in self.external_files.items() if not present]
+        if self.external_files:
+            notes.append("Some initializers live in external data files; their sizes come from the model's metadata "
+                         "(the data is not read).")
+        if missing:
+            notes.append("External data file(s) not found next to the model: "
+                         f"{', '.join(display_name(m) for m in missing[:5])}.")
+        return notes
+
+
+def _join(prefix: str, path: str) -> str:
+    return f"{prefix}.{path}" if prefix and path else prefix or path
+
+
+def build_tree(graph: Any, model_path: Path) -> tuple[TreeBuilder, dict[str, object], list[str]]:
+    """The layer tree of a GraphProto: scopes, one node per op, initializers on their owning scope, and
+    every subgraph under the node that owns it."""
+    tree = _GraphTree(model_path)
+    tree.walk(graph)
+    missing = [loc for loc, present in tree.external_files.items() if not present]
+    extra: dict[str, object] = {}
+    if tree.external_files:
+        extra["external_data"] = {"files": sorted(tree.external_files), "missing": missing}
+    extra["output_shapes"] = tree.output_shapes
+    extra["nodes_total"] = tree.nodes
+    return tree.builder, extra, tree.notes()
 
 
 @loader(
@@ -288,9 +509,11 @@ def open_onnx(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
         raise CorruptFile(sentence(path, "it parses as protobuf but holds no ONNX graph; the file is corrupted "
                                          "or not an ONNX model"))
     yield Progress(2, 3, f"Mapping {len(graph.initializer):,} initializers onto {len(graph.node):,} nodes")
-    builder, extra, notes = build_tree(graph, path.parent)
+    builder, extra, notes = build_tree(graph, path)
     output_shapes = extra.pop("output_shapes")
-    root = decorate_tree(builder.build(), output_shapes=output_shapes)
+    if extra["nodes_total"] == len(graph.node):
+        extra.pop("nodes_total")
+    root = builder.build(output_shapes=output_shapes)
     init_names = {i.name for i in graph.initializer}
     metadata: dict[str, object] = {
         "ir_version": int(model.ir_version),
@@ -313,7 +536,9 @@ def open_onnx(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
         metadata["metadata_props"] = {p.key: p.value[:500] for p in model.metadata_props}
     if len(model.functions):
         metadata["functions"] = [f"{f.domain}::{f.name}" if f.domain else f.name for f in model.functions][:50]
-    notes.insert(0, "ONNX stores no trainability: every initializer counts as a trainable parameter.")
+    notes.insert(0, "ONNX stores no trainability: floating-point initializers and constants, and integer weights "
+                    "that feed quantisation ops, count as trainable parameters; other integer and bool tensors "
+                    "(shapes, indices) count as buffers.")
     yield Progress(3, 3, "Done")
     return ModelSummary(
         source=SourceInfo(str(path), "onnx", "onnx", (str(path),), path.stat().st_size),

@@ -23,9 +23,14 @@ ELEMENT_BYTES = {TensorProto.FLOAT: 4, TensorProto.INT8: 1, TensorProto.INT64: 8
 
 
 def initializer_totals(model: onnx.ModelProto) -> tuple[int, int]:
-    """(elements, bytes) summed over the initializers, from their dims and types only."""
+    """(elements, bytes) of the initializers that are weights, from their dims and types only: floating-point
+    ones and integer ones a DequantizeLinear reads; an int64 shape tensor is a buffer."""
+    dequantized = {n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
     elements = nbytes = 0
     for init in model.graph.initializer:
+        is_float = helper.tensor_dtype_to_np_dtype(init.data_type).kind == "f"
+        if not is_float and init.name not in dequantized:
+            continue
         n = math.prod(init.dims)
         elements += n
         nbytes += n * ELEMENT_BYTES[init.data_type]
@@ -81,6 +86,7 @@ def test_initializer_totals_and_scopes(tmp_path: Path) -> None:
     assert summary.totals.params == elements
     assert summary.totals.param_bytes == nbytes
     assert summary.totals.bytes_by_dtype["int8"] == 8 * 16
+    assert summary.totals.buffers == 2  # reshape_shape, int64: not a weight
     assert summary.is_prequantized
     # Initializers sit on the scope of the nodes that consume them.
     assert {t.name for t in summary.node("encoder.layer.0.query").tensors} == {"encoder.layer.0.query.weight"}
