@@ -7,8 +7,6 @@ tabs are built and the model is opened in a worker (its framework imported in th
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import os
 import sys
@@ -16,17 +14,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from app.console import EXIT_USER_ERROR, fail
+
 HEAVY_MODULES = ("torch", "tensorflow", "keras", "transformers", "captum", "onnx", "jax")
-# Features that add tabs and menus to the window: each module has install(window). They are
-# installed right after the first paint, before the model opens, when the module is present.
-FEATURE_MODULES = ("app.run_controller",)
-EXIT_ERROR = 2
 CASCADE_PX = 48  # a second window opens this far right and down of the first
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of the window."""
-    from app.cli import OneLineParser
+    from app.console import OneLineParser
 
     p = OneLineParser(
         prog="layerscope",
@@ -101,20 +97,6 @@ def default_model_path() -> Path | None:
     except Exception:  # the zoo is optional: a missing or broken manifest means no default model
         return None
     return path if path.exists() else None
-
-
-def install_features(window) -> list[object]:
-    """Install every feature module present in this build into `window`; returns their controllers."""
-    controllers = []
-    for name in FEATURE_MODULES:
-        if importlib.util.find_spec(name) is not None:
-            controllers.append(importlib.import_module(name).install(window))
-    return controllers
-
-
-def fail(message: str) -> int:
-    print(f"layerscope: error: {message}", file=sys.stderr)
-    return EXIT_ERROR
 
 
 def no_display() -> str | None:
@@ -210,6 +192,8 @@ def main(argv: list[str]) -> int:
         if target is not None and not screenshot:  # the loader process reads while the features install
             window.open_path(target, LoadOptions(trust=args.trust))
         if not args.no_features:
+            from app.features import install_features
+
             features.extend(install_features(window))
         if screenshot and not screenshot_check():  # a --screenshot run checks its --tab before it opens
             return
@@ -225,7 +209,7 @@ def main(argv: list[str]) -> int:
         report["ok"], report["message"] = ok, message
         report["heavy_at_tree"] = heavy_modules_loaded()
         print(json.dumps(report), flush=True)
-        app.exit(0 if ok else EXIT_ERROR)
+        app.exit(0 if ok else EXIT_USER_ERROR)
 
     if args.exit_after_tree:
         window.loadFinished.connect(on_tree)
@@ -251,6 +235,8 @@ def main(argv: list[str]) -> int:
     if len(paths) == 2 and not screenshot and not args.exit_after_first_paint and not args.exit_after_tree:
         second = MainWindow(settings, isolated_loading=not args.in_process)
         if not args.no_features:
+            from app.features import install_features
+
             features.extend(install_features(second))
         from PySide6.QtCore import QPoint
 

@@ -4,12 +4,12 @@ for), save it, exit. Used by the README's pictures, the end-to-end tests and a u
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from app.gui import FEATURE_MODULES, fail
+from app.console import fail
+from app.features import any_features
 
 SETTLE_MS = 400  # after loading, let charts and layouts finish before grabbing
 
@@ -40,7 +40,7 @@ def prepare_screenshot(window, args: argparse.Namespace, finish: Callable[[int],
         window.tabs.setCurrentIndex(index)
         return True
 
-    if index < 0 and not any(importlib.util.find_spec(m) for m in FEATURE_MODULES):
+    if index < 0 and not any_features():
         return f"there is no tab '{args.tab}'; choose one of {', '.join(known)}."
     out: Path = args.screenshot
     if out.parent and not out.parent.exists():
@@ -121,7 +121,7 @@ def _choose_input(panel, value: str) -> None:
 def _explain_then(window, features: list[object], method: str, then: Callable[[], None],
                   finish: Callable[[int], None], input_value: str | None = None) -> None:
     """Press Run, then Attribute with `method` on the Explain tab, and call `then` when both are shown."""
-    from app.run_controller import RunController
+    from app.features.explain import RunController
 
     controller = next((f for f in features if isinstance(f, RunController)), None)
     if controller is None or window.current_tab_title() != "Explain":

@@ -17,7 +17,8 @@ from analyzers.attribution import AttributionRequest
 from analyzers.attribution_display import COLOR_MAPS, SIGN_MODES
 from analyzers.errors import LayerScopeError
 from analyzers.tasks import drive
-from app.cli_run import add_model_arguments, check_device, format_prediction, input_from_args, open_from_args
+from app.cli.options import add_model_arguments, check_device, input_from_args, open_from_args
+from app.cli.run import format_prediction
 from app.progress import TerminalProgress
 
 ATTRIBUTION_SCHEMA = "layerscope.attribution/1"

@@ -15,8 +15,8 @@ from analyzers.explain.live_jobs import build_input
 from analyzers.loaders import LoadOptions, open_model
 from analyzers.runtime import load_live_model
 from analyzers.tasks import CancelToken, drive
+from app.features.explain import AttributeOutcome, RunController, RunOutcome, arch_classes, install
 from app.loading import Loaded
-from app.run_controller import AttributeOutcome, RunController, RunOutcome, arch_classes, install
 from app.runner_process import RunnerProcess
 from app.session import ModelSession
 from app.workers import JobRunner

@@ -11,23 +11,18 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+
+from app.console import EXIT_USER_ERROR, OneLineParser
 
 # command -> module with add_arguments(parser) and run(args) -> int
 COMMANDS: dict[str, tuple[str, str]] = {
-    "inspect": ("app.cli_inspect", "Print what a checkpoint holds: layers, parameters, bytes, memory what-ifs."),
-    "run": ("app.cli_run", "Run a model on an input and print its prediction, latency and memory."),
-    "attribute": ("app.cli_attribute", "Compute a saliency / attribution map for a model and an input."),
+    "inspect": ("app.cli.inspect", "Print what a checkpoint holds: layers, parameters, bytes, memory what-ifs."),
+    "run": ("app.cli.run", "Run a model on an input and print its prediction, latency and memory."),
+    "attribute": ("app.cli.attribute", "Compute a saliency / attribution map for a model and an input."),
 }
 
-EXIT_USER_ERROR = 2
 
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad command line in one line (exit 2), not the whole usage block."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help).\n")
+__all__ = ["COMMANDS", "EXIT_USER_ERROR", "OneLineParser", "build_parser", "guarded", "main"]
 
 
 def _available_commands() -> dict[str, tuple[str, str]]:

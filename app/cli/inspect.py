@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from analyzers.errors import LayerScopeError
-from analyzers.loaders import LoadOptions, open_model
+from analyzers.loaders import open_model
 from analyzers.tasks import drive
+from app.cli.options import add_open_arguments, options_from
 from app.progress import TerminalProgress
 
 
@@ -25,27 +26,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="print Markdown tables")
     p.add_argument("--depth", type=int, default=None, metavar="N",
                    help="deepest level shown (root is 0); default: 3 for tables, all for JSON")
-    p.add_argument("--trust", action="store_true",
-                   help="allow files that pickle Python code (full nn.Module, Keras Lambda layers) to run it")
-    p.add_argument("--arch", metavar="SPEC", help="architecture of a bare state_dict: module:Class or file.py:Class")
-    p.add_argument("--arch-kwargs", metavar="JSON", default="{}", help="constructor arguments for --arch, as JSON")
+    add_open_arguments(p)
     p.add_argument("--batch", type=int, default=1, metavar="B", help="batch size for the KV-cache estimate")
     p.add_argument("--seq-len", type=int, default=None, metavar="S",
                    help="sequence length for the KV-cache estimate (default: context length, at most 4096)")
     p.add_argument("--names-only", action="store_true",
                    help="HF folders: tree of tensor names from the headers, no framework import")
     p.add_argument("--no-tensors", action="store_true", help="JSON: leave out each layer's tensor list")
-
-
-def options_from(args: argparse.Namespace) -> LoadOptions:
-    """LoadOptions from parsed arguments (shared by every command that opens a model)."""
-    try:
-        kwargs = json.loads(args.arch_kwargs or "{}")
-    except json.JSONDecodeError as exc:
-        raise LayerScopeError(f"--arch-kwargs is not valid JSON ({exc.msg} at character {exc.pos}).") from None
-    if not isinstance(kwargs, dict):
-        raise LayerScopeError("--arch-kwargs must be a JSON object, e.g. '{\"num_classes\": 10}'.")
-    return LoadOptions(trust=args.trust, arch=args.arch, arch_kwargs=kwargs, names_only=args.names_only)
 
 
 def run(args: argparse.Namespace) -> int:
