@@ -1,6 +1,6 @@
 """Wires the Graph tab: a weights-free stand-in built in a worker, served by Netron on loopback.
 
-For each model the controller asks the JobRunner for `analyzers.graph_standin.standin_steps` (off
+For each model the controller asks the JobRunner for `analyzers.graph.standin.standin_steps` (off
 the GUI thread), then starts an `app.netron_service.NetronServer` for the result and hands its URL
 to the `GraphView`. Nothing happens until the tab is first shown, so a user who never opens the
 Graph tab never starts Chromium or writes a stand-in. A result for a model that is no longer the
@@ -17,7 +17,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QUrl
 from PySide6.QtGui import QDesktopServices
 
-from analyzers.graph_standin import SMALL_FILE_BYTES, StandIn, standin_steps
+from analyzers.graph.standin import SMALL_FILE_BYTES, StandIn, standin_steps
 from analyzers.summary import ModelSummary
 from analyzers.tasks import CancelToken, Steps
 from app import netron_service

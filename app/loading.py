@@ -12,8 +12,8 @@ from pathlib import Path
 from analyzers.errors import TrustRequired
 from analyzers.loaders import LoadOptions, open_model
 from analyzers.summary import ModelSummary
+from analyzers.summary.overview import OverviewData, overview_data, warm
 from analyzers.tasks import CancelToken, Progress, Steps
-from widgets.model_data import OverviewData, overview_data, warm
 
 
 @dataclass(frozen=True)

@@ -428,7 +428,7 @@ class MainWindow(QMainWindow):
             self._fill_view(title)
 
     def _recompute_memory(self, batch: int, seq_len: int, group: int, fresh: bool = False) -> None:
-        from analyzers.memory import estimate_memory, kv_cache_spec
+        from analyzers.summary.memory import estimate_memory, kv_cache_spec
 
         if self.memory_view is None:
             return

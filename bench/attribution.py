@@ -23,8 +23,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from analyzers.attribution import AttributionRequest, compute  # noqa: E402
-from analyzers.inputs import ModelInput  # noqa: E402
+from analyzers.explain.attribution import AttributionRequest, compute  # noqa: E402
+from analyzers.explain.inputs import ModelInput  # noqa: E402
 from analyzers.loaders import LoadOptions  # noqa: E402
 from analyzers.methods.integrated_gradients import DEFAULT_IG_STEPS  # noqa: E402
 from analyzers.runtime import load_live_model  # noqa: E402
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         rows["cnn 3x64x64 (random)"] = bench_model("cnn 3x64x64 (random)", live,
                                                    ModelInput("image", x, "random", layout="NCHW"), args.repeats)
     try:
-        from analyzers.inputs import sample_input
+        from analyzers.explain.inputs import sample_input
         from analyzers.samples import sample_model
 
         entry = sample_model("digits_cnn_torch")

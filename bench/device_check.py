@@ -24,11 +24,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from analyzers.attribution import AttributionRequest, compute  # noqa: E402
-from analyzers.inputs import ModelInput  # noqa: E402
+from analyzers.explain.attribution import AttributionRequest, compute  # noqa: E402
+from analyzers.explain.inputs import ModelInput  # noqa: E402
+from analyzers.explain.sanity import spearman  # noqa: E402
 from analyzers.loaders import LoadOptions  # noqa: E402
 from analyzers.runtime import load_live_model  # noqa: E402
-from analyzers.sanity import spearman  # noqa: E402
 from analyzers.tasks import drive  # noqa: E402
 
 
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         devices = ["cpu"]
         print("CUDA is absent on this machine: CPU figures only.", flush=True)
     try:
-        from analyzers.inputs import sample_input
+        from analyzers.explain.inputs import sample_input
         from analyzers.samples import load_manifest
 
         entries = [m for m in load_manifest() if m.file.exists() and (m.framework == "torch" or args.keras)]

@@ -6,7 +6,7 @@ peak RSS is its own:
 
   baseline      parse every shard's header (the least any reader of this checkpoint does)
   summary       analyzers.loaders.open_model(folder, names_only) (what the window opened)
-  stand-in      analyzers.graph_standin.make_standin (what GraphController runs in its worker)
+  stand-in      analyzers.graph.standin.make_standin (what GraphController runs in its worker)
   server        app.netron_service serving the stand-in: the page and the data over HTTP
   bare page     QtWebEngine offscreen showing a one-line page: what the web view costs by itself
   page          QtWebEngine offscreen: Netron's page until the graph is drawn (GUI process and
@@ -122,7 +122,7 @@ STEPS = {
         import pickle
         from analyzers.loaders import LoadOptions, open_model
         from analyzers.tasks import drive
-        from analyzers.graph_standin import make_standin
+        from analyzers.graph.standin import make_standin
         s = drive(open_model(FOLDER, LoadOptions(names_only=True)))
         before = peak_mb()
         t = time.perf_counter()

@@ -32,10 +32,10 @@ DEFAULT = REPO / "assets" / "models" / "digits_cnn.keras"
 
 def _tree_of_live_model(model: Any) -> Any:
     """The old route's tree: every layer Keras tracks, with its weights and Keras's own trainable flags."""
-    from analyzers.dtypes import canonical_dtype
     from analyzers.loaders.format_util import decorate_tree, safe_component, unique
-    from analyzers.nametree import TreeBuilder
     from analyzers.summary import TensorInfo
+    from analyzers.summary.dtypes import canonical_dtype
+    from analyzers.summary.nametree import TreeBuilder
 
     trainable = {id(v) for v in model.trainable_weights}
     builder = TreeBuilder(type(model).__name__)
@@ -71,9 +71,9 @@ def _tree_of_live_model(model: Any) -> Any:
 
 def open_keras_with_tensorflow(path: Path, options: Any) -> Any:
     """The route before issue 9: rebuild the model with Keras (TensorFlow imported) and walk its layers."""
+    from analyzers.runtime.tf_import import keras
     from analyzers.summary import ModelSummary, SourceInfo
     from analyzers.tasks import Progress
-    from analyzers.tf_import import keras
 
     yield Progress(0, 2, "Importing TensorFlow and Keras")
     model = keras().saving.load_model(str(path), compile=False, safe_mode=not options.trust)

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from analyzers.summary import LayerNode, ModelSummary, SourceInfo, TensorInfo  # noqa: E402
+from analyzers.summary.overview import warm  # noqa: E402
 from widgets.layer_tree import LayerTree  # noqa: E402
-from widgets.model_data import warm  # noqa: E402
 
 TARGET = 2.5
 

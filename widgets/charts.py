@@ -16,7 +16,7 @@ from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette
 from PySide6.QtWidgets import QWidget
 
-from analyzers.memory import human_bytes, human_count
+from analyzers.summary.memory import human_bytes, human_count
 
 # Colour-blind friendly (Okabe–Ito), readable on light and dark backgrounds.
 SERIES_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999")

@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from analyzers.memory import human_bytes, human_count
 from analyzers.summary import Counts, LayerNode, TensorInfo
+from analyzers.summary.memory import human_bytes, human_count
 
 TENSOR_COLUMNS = ("Name", "Shape", "Dtype", "Numel", "Bytes", "Kind", "Trainable", "Tied to")
 MAX_SUBTREE_TENSORS = 20_000

@@ -14,10 +14,10 @@ from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, QPersistent
 from PySide6.QtGui import QFont, QPalette
 from PySide6.QtWidgets import QApplication
 
-from analyzers.memory import human_bytes, human_count
-from analyzers.nametree import natural_key
-from analyzers.params import LayerRow, row_for
 from analyzers.summary import LayerNode, ModelSummary
+from analyzers.summary.memory import human_bytes, human_count
+from analyzers.summary.nametree import natural_key
+from analyzers.summary.params import LayerRow, row_for
 
 COLUMNS = ("Name", "Type", "Own params", "Total params", "% of model", "Bytes", "Dtype(s)", "Trainable")
 NAME, TYPE, OWN, TOTAL, SHARE, BYTES, DTYPES, TRAINABLE = range(len(COLUMNS))

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from analyzers.memory import WEIGHT_DTYPES, MemoryLine, MemoryReport, human_bytes
+from analyzers.summary.memory import WEIGHT_DTYPES, MemoryLine, MemoryReport, human_bytes
 from widgets.charts import StackedBarChart
 
 SEGMENTS = ("Weights", "fp32 master weights", "Gradients", "Adam state (m, v)", "KV cache", "Buffers")

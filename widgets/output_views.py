@@ -16,7 +16,7 @@ from PySide6.QtCore import QEvent, QPointF, Signal
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from analyzers.attribution_display import COLOR_MAPS, image_axes, output_picture, output_pixel
+from analyzers.explain.display import COLOR_MAPS, image_axes, output_picture, output_pixel
 
 # The ends of the diverging map the image views use: the same blue and red mean the same sign.
 POSITIVE = QColor(*COLOR_MAPS["blue-red"].stops[-1][1][:3])

@@ -20,10 +20,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from analyzers.memory import human_bytes, human_count
 from analyzers.summary import LayerNode, ModelSummary
+from analyzers.summary.memory import human_bytes, human_count
+from analyzers.summary.overview import OTHER_KEY, Bar, OverviewData, block_of
 from widgets.charts import SERIES_COLORS, BarChart, bytes_formatter, count_formatter
-from widgets.model_data import OTHER_KEY, Bar, OverviewData, block_of
 
 MAX_METADATA_ITEMS = 400
 WELCOME = ("<h2>No model open</h2><p>Open a checkpoint with <b>File ▸ Open file…</b> (Ctrl+O) or "

@@ -31,11 +31,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from analyzers.attribution import AttributionRequest
-from analyzers.attribution_display import default_sign, output_position
+from analyzers.explain.attribution import AttributionRequest
+from analyzers.explain.display import default_sign, output_position
+from analyzers.explain.inputs import Preprocess
 from analyzers.explain.requests import AttributeSettings, InputChoice, RunSettings
-from analyzers.inputs import Preprocess
-from analyzers.memory import human_bytes
+from analyzers.summary.memory import human_bytes
 from widgets.controls import SideBySide, SteadyComboBox
 from widgets.method_controls import MethodControls
 from widgets.output_views import OutputImageView, VectorPanel
@@ -402,7 +402,7 @@ class RunPanel(QWidget):
 
     def show_attribution(self, attribution: Any) -> None:
         """The map over the input (or coloured tokens), with the method, target and IG completeness."""
-        from analyzers.sanity import completeness_sentence
+        from analyzers.explain.sanity import completeness_sentence
 
         a = attribution
         self.show_prediction(a.prediction, a.device)

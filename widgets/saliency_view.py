@@ -2,7 +2,7 @@
 
 `SaliencyView` only draws: a picture and an already-normalised heat map with a colour map whose
 centre is transparent. `SaliencyPanel` holds the raw map, lets the user change opacity, colour map,
-sign mode and outlier percentile (normalising with analyzers.attribution_display, like Captum's
+sign mode and outlier percentile (normalising with analyzers.explain.display, like Captum's
 visualize_image_attr), and saves the raw map as .npy or the view as PNG.
 """
 
@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from analyzers.attribution_display import (
+from analyzers.explain.display import (
     COLOR_MAPS,
     DEFAULT_OUTLIER_PERCENT,
     SIGN_MODES,

@@ -7,7 +7,7 @@ import html
 import numpy as np
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
-from analyzers.attribution_display import DEFAULT_OUTLIER_PERCENT, token_colors
+from analyzers.explain.display import DEFAULT_OUTLIER_PERCENT, token_colors
 
 HIDDEN_TOKENS = ("[PAD]", "<pad>")
 

@@ -11,15 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from analyzers.errors import LayerScopeError, sentence
-from analyzers.explain.requests import (
-    AttributeOutcome,
-    AttributeSettings,
-    InputChoice,
-    ModelRef,
-    RunOutcome,
-    RunSettings,
-)
-from analyzers.inputs import (
+from analyzers.explain.inputs import (
     ModelInput,
     Preprocess,
     image_input,
@@ -28,6 +20,14 @@ from analyzers.inputs import (
     random_for,
     sample_input,
     text_for,
+)
+from analyzers.explain.requests import (
+    AttributeOutcome,
+    AttributeSettings,
+    InputChoice,
+    ModelRef,
+    RunOutcome,
+    RunSettings,
 )
 from analyzers.tasks import CancelToken, Progress, Steps
 
@@ -156,8 +156,8 @@ def run_job(models: LiveModels, ref: ModelRef, settings: RunSettings, token: Can
 def attribute_job(models: LiveModels, ref: ModelRef, settings: AttributeSettings, token: CancelToken
                   ) -> Steps[AttributeOutcome]:
     """Open (or reuse) the model, build the input, compute the map and, when asked, the randomisation check."""
-    from analyzers.attribution import attribute
-    from analyzers.sanity import randomization_check
+    from analyzers.explain.attribution import attribute
+    from analyzers.explain.sanity import randomization_check
 
     live = yield from models.get(ref)
     inp = build_input(live, settings.run.input)

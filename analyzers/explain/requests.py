@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analyzers.attribution import AttributionRequest
-from analyzers.inputs import Preprocess
+from analyzers.explain.attribution import AttributionRequest
+from analyzers.explain.inputs import Preprocess
 from analyzers.loaders import LoadOptions
 
 
@@ -80,8 +80,8 @@ class RunOutcome:
 class AttributeOutcome:
     """What an Attribute job hands back: the map, the optional randomisation check, the live model's layers."""
 
-    attribution: Any  # analyzers.attribution.Attribution
-    sanity: Any  # analyzers.sanity.RandomizationCheck | None
+    attribution: Any  # analyzers.explain.attribution.Attribution
+    sanity: Any  # analyzers.explain.sanity.RandomizationCheck | None
     layers: list[Any]
     default_layer: str | None
     model: dict[str, Any] = field(default_factory=dict)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from analyzers.errors import CorruptFile, LayerScopeError, UnsupportedFile, sentence
 from analyzers.loaders.safe_files import regular_file
-from analyzers.nametree import TreeTooLarge
 from analyzers.summary import ModelSummary
+from analyzers.summary.nametree import TreeTooLarge
 from analyzers.tasks import Steps
 
 

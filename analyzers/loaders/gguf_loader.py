@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analyzers.dtypes import dtype_bits
 from analyzers.errors import CorruptFile, sentence
 from analyzers.loaders import LoadOptions, loader
 from analyzers.loaders.safe_files import MAX_NAME_CHARS, display_name, regular_file
-from analyzers.nametree import build_name_tree
 from analyzers.summary import ModelSummary, SourceInfo, TensorInfo
+from analyzers.summary.dtypes import dtype_bits
+from analyzers.summary.nametree import build_name_tree
 from analyzers.tasks import Progress, Steps
 
 GGUF_MAGIC = b"GGUF"

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analyzers.dtypes import canonical_dtype
 from analyzers.errors import CorruptFile, UnsupportedFile, printable, sentence
 from analyzers.loaders import LoadOptions, loader
 from analyzers.loaders.format_util import first_line
@@ -42,8 +41,9 @@ from analyzers.loaders.keras_vars import (
     variable_names,
 )
 from analyzers.loaders.safe_files import GiB, MiB
-from analyzers.nametree import TreeBuilder
 from analyzers.summary import ModelSummary, SourceInfo, TensorInfo
+from analyzers.summary.dtypes import canonical_dtype
+from analyzers.summary.nametree import TreeBuilder
 from analyzers.tasks import Progress, Steps
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"

@@ -18,14 +18,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from analyzers.dtypes import state_dict_kind
 from analyzers.errors import CorruptFile, UnsupportedFile, printable, sentence
 from analyzers.loaders import LoadOptions, loader
 from analyzers.loaders.hf_heads import without_tensors
 from analyzers.loaders.safe_files import METADATA_LIMIT, display_name, read_text_capped, regular_file
 from analyzers.loaders.safetensors_loader import header_tensors, read_header, read_index, shard_tensors
-from analyzers.nametree import build_name_tree, is_buffer_name
 from analyzers.summary import LayerNode, ModelSummary, SourceInfo, TensorInfo
+from analyzers.summary.dtypes import state_dict_kind
+from analyzers.summary.nametree import build_name_tree, is_buffer_name
 from analyzers.tasks import Progress, Steps
 
 CONFIG_SUMMARY_KEYS = (

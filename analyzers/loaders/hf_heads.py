@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from analyzers.arch import StateMatch, match_names
+from analyzers.loaders.arch import StateMatch, match_names
 from analyzers.summary import LayerNode, TensorInfo
 
 MAX_CANDIDATES = 6  # classes built and compared when the config names none

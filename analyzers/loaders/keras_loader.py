@@ -46,8 +46,8 @@ from analyzers.loaders.keras_config import (
 )
 from analyzers.loaders.keras_shapes import output_shapes
 from analyzers.loaders.safe_files import METADATA_LIMIT, GiB, MiB, SafeZip, regular_file, zip_names
-from analyzers.nametree import TreeBuilder
 from analyzers.summary import ModelSummary, SourceInfo
+from analyzers.summary.nametree import TreeBuilder
 from analyzers.tasks import Progress, Steps
 
 __all__ = ["has_python_lambda", "open_keras", "sniff_keras"]

@@ -26,13 +26,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from analyzers.dtypes import dtype_bits, is_floating
 from analyzers.errors import CorruptFile, sentence
 from analyzers.loaders import LoadOptions, loader
 from analyzers.loaders.format_util import first_line, safe_component
 from analyzers.loaders.safe_files import MAX_NAME_CHARS, display_name
-from analyzers.nametree import TreeBuilder, clamp_depth, owner_of
 from analyzers.summary import ModelSummary, SourceInfo, TensorInfo
+from analyzers.summary.dtypes import dtype_bits, is_floating
+from analyzers.summary.nametree import TreeBuilder, clamp_depth, owner_of
 from analyzers.tasks import Progress, Steps
 
 # ModelProto fields (number -> wire type): producer_name .. functions.

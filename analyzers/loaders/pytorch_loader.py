@@ -20,15 +20,15 @@ from pathlib import Path
 from struct import unpack
 from typing import Any
 
-from analyzers.arch import instantiate, match_names, parse_arch
-from analyzers.dtypes import canonical_dtype, dtype_bits
 from analyzers.errors import CorruptFile, TrustRequired, UnsupportedFile, sentence
 from analyzers.loaders import LoadOptions, loader
+from analyzers.loaders.arch import instantiate, match_names, parse_arch
 from analyzers.loaders.safe_files import PICKLE_LIMIT, SafeZip, display_name, regular_file, zip_names
 from analyzers.loaders.torch_pickle import PickleRefused, RestrictedUnpickler, check_name, run_unpickler
 from analyzers.loaders.torch_stubs import GlobalRef, Opaque, StorageRef, StorageType, TensorStub, key_text
-from analyzers.nametree import build_name_tree, is_buffer_name
 from analyzers.summary import LayerNode, ModelSummary, SourceInfo, TensorInfo
+from analyzers.summary.dtypes import canonical_dtype, dtype_bits
+from analyzers.summary.nametree import build_name_tree, is_buffer_name
 from analyzers.tasks import Progress, Steps
 
 LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."

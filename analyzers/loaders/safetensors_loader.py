@@ -7,7 +7,6 @@ import math
 import struct
 from pathlib import Path
 
-from analyzers.dtypes import SAFETENSORS_DTYPES, canonical_dtype, dtype_bits, is_floating, state_dict_kind
 from analyzers.errors import CorruptFile, sentence
 from analyzers.loaders import LoadOptions, loader
 from analyzers.loaders.safe_files import (
@@ -17,8 +16,15 @@ from analyzers.loaders.safe_files import (
     read_text_capped,
     regular_file,
 )
-from analyzers.nametree import build_name_tree, is_buffer_name
 from analyzers.summary import ModelSummary, SourceInfo, TensorInfo
+from analyzers.summary.dtypes import (
+    SAFETENSORS_DTYPES,
+    canonical_dtype,
+    dtype_bits,
+    is_floating,
+    state_dict_kind,
+)
+from analyzers.summary.nametree import build_name_tree, is_buffer_name
 from analyzers.tasks import Progress, Steps
 
 MAX_HEADER = 100_000_000  # the reference implementation refuses a longer header ("header too large")

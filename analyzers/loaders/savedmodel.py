@@ -29,8 +29,8 @@ from typing import Any
 from analyzers.errors import CorruptFile, UnsupportedFile, sentence
 from analyzers.loaders import LoadOptions, loader
 from analyzers.loaders.format_util import first_line, safe_component, unique
-from analyzers.nametree import build_name_tree
 from analyzers.summary import ModelSummary, SourceInfo, TensorInfo
+from analyzers.summary.nametree import build_name_tree
 from analyzers.tasks import Progress, Steps
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
@@ -63,7 +63,7 @@ class _Variable:
 
 
 def _import_tf() -> Any:
-    from analyzers.tf_import import tensorflow
+    from analyzers.runtime.tf_import import tensorflow
 
     return tensorflow()
 

@@ -20,8 +20,8 @@ from analyzers.loaders import LoadOptions, loader
 from analyzers.loaders.pytorch_loader import zip_kind
 from analyzers.loaders.safe_files import METADATA_LIMIT, SafeZip, display_name
 from analyzers.loaders.torch_pickle import check_name
-from analyzers.nametree import TreeBuilder, owner_of
 from analyzers.summary import ModelSummary, SourceInfo, TensorInfo
+from analyzers.summary.nametree import TreeBuilder, owner_of
 from analyzers.tasks import Progress, Steps
 
 OPAQUE_PREFIXES = ("opaque_obj_", "custom_obj_")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from analyzers.dtypes import canonical_dtype
-from analyzers.nametree import TreeBuilder
 from analyzers.summary import LayerNode, TensorInfo
+from analyzers.summary.dtypes import canonical_dtype
+from analyzers.summary.nametree import TreeBuilder
 
 _SIMPLE = (bool, int, float, str)
 

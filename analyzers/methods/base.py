@@ -17,8 +17,8 @@ from analyzers.errors import LayerScopeError
 if TYPE_CHECKING:
     import numpy as np
 
-    from analyzers.attribution import AttributionRequest, RawAttribution
-    from analyzers.inputs import ModelInput
+    from analyzers.explain.attribution import AttributionRequest, RawAttribution
+    from analyzers.explain.inputs import ModelInput
     from analyzers.tasks import CancelToken, Steps
 
 KINDS = ("int", "float", "bool", "choice", "method")
@@ -230,7 +230,7 @@ class Method:
     @classmethod
     def keras_run(cls, call: KerasCall) -> Steps[RawAttribution]:
         """The whole Keras attribution for a continuous input."""
-        from analyzers.attribution import RawAttribution
+        from analyzers.explain.attribution import RawAttribution
 
         attr, layer_map = yield from cls.keras_map(call, call.x)
         return RawAttribution(attr, call.params, layer_map, None, None, None, call.counter[0])
@@ -259,7 +259,7 @@ def windows_count(shape: tuple[int, ...], win: tuple[int, ...], stride: tuple[in
 
 def call_windows(call: TorchCall) -> int:
     """Occlusion windows over the input (1 for every other method): the progress bar's scale."""
-    from analyzers.attribution import occlusion_window
+    from analyzers.explain.attribution import occlusion_window
 
     request = call.request
     if "occlusion" not in (request.method, request.params.get("smooth_base")):

@@ -53,7 +53,7 @@ class InputXGradientMethod(Method):
     @classmethod
     def keras_text_run(cls, call: KerasCall, layer: Any, ids: np.ndarray, base_ids: np.ndarray) -> Steps[Any]:
         """Embedding times its gradient, per token."""
-        from analyzers.attribution import RawAttribution
+        from analyzers.explain.attribution import RawAttribution
 
         emb = np.asarray(layer(ids), dtype=np.float32)
         g, _ = call.live.embedding_gradients(ids, emb, layer, int(call.request.target or 0))

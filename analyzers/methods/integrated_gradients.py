@@ -99,7 +99,7 @@ class IntegratedGradientsMethod(Method):
     @classmethod
     def keras_path(cls, call: KerasCall, x: np.ndarray, b: np.ndarray) -> Steps[tuple[np.ndarray, float, float]]:
         """IG along b -> x with tf.GradientTape; (map, F(x), F(b))."""
-        from analyzers.attribution import path_points
+        from analyzers.explain.attribution import path_points
         from analyzers.methods.base import chunks
 
         p, live, t = call.params, call.live, int(call.request.target or 0)
@@ -127,7 +127,7 @@ class IntegratedGradientsMethod(Method):
     @classmethod
     def keras_run(cls, call: KerasCall) -> Steps[Any]:
         """IG with its convergence delta and the two path ends."""
-        from analyzers.attribution import RawAttribution
+        from analyzers.explain.attribution import RawAttribution
 
         attr, f_x, f_b = yield from cls.keras_path(call, call.x, call.base[:1])
         return RawAttribution(attr, call.params, None, float(attr.sum() - (f_x - f_b)), f_x, f_b, call.counter[0] + 2)
@@ -135,7 +135,7 @@ class IntegratedGradientsMethod(Method):
     @classmethod
     def keras_text_run(cls, call: KerasCall, layer: Any, ids: np.ndarray, base_ids: np.ndarray) -> Steps[Any]:
         """IG in embedding space, from the padding tokens' embeddings to the input's."""
-        from analyzers.attribution import RawAttribution, path_points
+        from analyzers.explain.attribution import RawAttribution, path_points
         from analyzers.methods.base import chunks
 
         p, live, t = call.params, call.live, int(call.request.target or 0)

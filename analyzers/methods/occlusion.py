@@ -51,7 +51,7 @@ class OcclusionMethod(Method):
         """captum.attr.Occlusion with square windows over images, steps over sequences."""
         import captum.attr as ca
 
-        from analyzers.attribution import occlusion_window
+        from analyzers.explain.attribution import occlusion_window
         from analyzers.runtime.captum_calls import common_kwargs
 
         win, stride = occlusion_window(tuple(call.x.shape[1:]), call.inp.layout, call.request, False)
@@ -89,7 +89,7 @@ class OcclusionMethod(Method):
     @classmethod
     def keras_map(cls, call: KerasCall, x: np.ndarray) -> Steps[tuple[np.ndarray, np.ndarray | None]]:
         """The same windows as Captum's, scored in batches by the Keras model."""
-        from analyzers.attribution import occlusion_window
+        from analyzers.explain.attribution import occlusion_window
         from analyzers.methods.base import chunks, windows_count
 
         b = call.base[:1]
@@ -124,7 +124,7 @@ class OcclusionMethod(Method):
     @classmethod
     def keras_text_run(cls, call: KerasCall, layer: Any, ids: np.ndarray, base_ids: np.ndarray) -> Steps[Any]:
         """Each token replaced by its padding token in turn."""
-        from analyzers.attribution import RawAttribution
+        from analyzers.explain.attribution import RawAttribution
         from analyzers.methods.base import chunks
 
         call.params.update({"window_shape": [1], "strides": [1],

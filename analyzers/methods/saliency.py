@@ -63,7 +63,7 @@ class SaliencyMethod(Method):
     @classmethod
     def keras_text_run(cls, call: KerasCall, layer: Any, ids: np.ndarray, base_ids: np.ndarray) -> Steps[Any]:
         """Gradient × embedding per token."""
-        from analyzers.attribution import RawAttribution
+        from analyzers.explain.attribution import RawAttribution
 
         emb = np.asarray(layer(ids), dtype=np.float32)
         call.params.pop("abs", None)

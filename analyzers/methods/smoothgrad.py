@@ -95,7 +95,7 @@ class SmoothGradMethod(Method):
     @classmethod
     def keras_run(cls, call: KerasCall) -> Steps[Any]:
         """The base method's GradientTape map on each noisy copy, averaged."""
-        from analyzers.attribution import RawAttribution
+        from analyzers.explain.attribution import RawAttribution
 
         base = cls.base(call.request)
         p, x = call.params, call.x

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from analyzers.errors import CorruptFile, LayerScopeError, UnsupportedFile, sentence
-from analyzers.inputs import check_input_fits
+from analyzers.explain.inputs import check_input_fits
 from analyzers.runtime.live import LayerRef, LiveModel
 from analyzers.runtime.outputs import (
     MAX_KEPT_OUTPUT,
@@ -31,7 +31,7 @@ from analyzers.runtime.rss import RssPeak
 from analyzers.tasks import Steps
 
 if TYPE_CHECKING:
-    from analyzers.inputs import ModelInput
+    from analyzers.explain.inputs import ModelInput
     from analyzers.loaders import LoadOptions
 
 __all__ = ["MAX_KEPT_OUTPUT", "Answer", "ClassScore", "LayerRef", "LiveModel", "OutputStats", "Prediction",

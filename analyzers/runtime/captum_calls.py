@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from analyzers.attribution import AttributionRequest, RawAttribution
 from analyzers.errors import LayerScopeError
-from analyzers.inputs import ModelInput
+from analyzers.explain.attribution import AttributionRequest, RawAttribution
+from analyzers.explain.inputs import ModelInput
 from analyzers.methods import TorchCall, method_class
 
 

@@ -53,7 +53,7 @@ def torch_devices() -> list[DeviceInfo]:
 
 def tf_gpus() -> list[str]:
     """TensorFlow's visible GPUs ("GPU:0", ...); imports TensorFlow, so only Keras paths call it."""
-    from analyzers.tf_import import tensorflow
+    from analyzers.runtime.tf_import import tensorflow
 
     return [f"GPU:{i}" for i, _ in enumerate(tensorflow().config.list_physical_devices("GPU"))]
 

@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 
 from analyzers.errors import LayerScopeError
-from analyzers.inputs import InputHint, ModelInput, TextEncoder, qa_input, split_question, truncation_notes
+from analyzers.explain.inputs import (
+    InputHint,
+    ModelInput,
+    TextEncoder,
+    qa_input,
+    split_question,
+    truncation_notes,
+)
 
 
 def open_hf(folder: Path, entry: Any, notes: list[str] | None = None

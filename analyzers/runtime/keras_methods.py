@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from analyzers.attribution import AttributionRequest, RawAttribution
 from analyzers.errors import LayerScopeError
-from analyzers.inputs import ModelInput
+from analyzers.explain.attribution import AttributionRequest, RawAttribution
+from analyzers.explain.inputs import ModelInput
 from analyzers.methods import KerasCall, method_class
 from analyzers.tasks import CancelToken, Steps
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from analyzers.attribution import AttributionRequest, RawAttribution
 from analyzers.errors import CorruptFile, LayerScopeError, TrustRequired, sentence
-from analyzers.inputs import InputHint, ModelInput, qa_encoder, vocab_encoder
+from analyzers.explain.attribution import AttributionRequest, RawAttribution
+from analyzers.explain.inputs import InputHint, ModelInput, qa_encoder, vocab_encoder
 from analyzers.loaders import LoadOptions
 from analyzers.runtime.devices import resolve_tf_device
 from analyzers.runtime.live import LayerRef, LiveModel
@@ -30,7 +30,7 @@ from analyzers.tasks import CancelToken, Progress, Steps
 
 
 def _tf() -> Any:
-    from analyzers.tf_import import tensorflow
+    from analyzers.runtime.tf_import import tensorflow
 
     return tensorflow()
 

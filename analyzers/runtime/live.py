@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from analyzers.inputs import InputHint, ModelInput, TextEncoder
+from analyzers.explain.inputs import InputHint, ModelInput, TextEncoder
 from analyzers.runtime.outputs import Prediction, RunResult, Timing, summarise_outputs
 from analyzers.tasks import CancelToken, Progress, Steps
 
 if TYPE_CHECKING:
-    from analyzers.attribution import AttributionRequest, RawAttribution
+    from analyzers.explain.attribution import AttributionRequest, RawAttribution
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from analyzers.inputs import ModelInput
+from analyzers.explain.inputs import ModelInput
 
 MAX_KEPT_OUTPUT = 1 << 16  # a raw output this small travels with its prediction (128x128 RGB; 256 KiB)
 

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from analyzers.attribution import AttributionRequest, RawAttribution
 from analyzers.errors import ArchitectureError, CorruptFile, LayerScopeError, UnsupportedFile, sentence
-from analyzers.inputs import (
+from analyzers.explain.attribution import AttributionRequest, RawAttribution
+from analyzers.explain.inputs import (
     InputHint,
     ModelInput,
     TextEncoder,
@@ -510,7 +510,7 @@ def _zip_kind(path: Path) -> str | None:
 
 def _from_state(path: Path, state: Mapping[str, Any], options: LoadOptions, entry: Any, notes: list[str]) -> Any:
     """Instantiate the architecture (--arch, or the zoo manifest's) on the CPU and load the weights."""
-    from analyzers.arch import instantiate, match_names, parse_arch
+    from analyzers.loaders.arch import instantiate, match_names, parse_arch
     from analyzers.loaders.pytorch_loader import infos_from_state
 
     spec_text, kwargs, base = options.arch, dict(options.arch_kwargs or {}), path.parent

@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # analyzers.tf_import.quiet_defaults, without its import
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # analyzers.runtime.tf_import.quiet_defaults, without its import
     if args_list and args_list[0] in COMMANDS:
         parser = build_parser(only=args_list[0])
         args = parser.parse_args(args_list)

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from analyzers.attribution import AttributionRequest
-from analyzers.attribution_display import COLOR_MAPS, SIGN_MODES
 from analyzers.errors import LayerScopeError
+from analyzers.explain.attribution import AttributionRequest
+from analyzers.explain.display import COLOR_MAPS, SIGN_MODES
 from analyzers.tasks import drive
 from app.cli.options import add_model_arguments, check_device, input_from_args, open_from_args
 from app.cli.run import format_prediction
@@ -109,7 +109,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
 def write_png(path: Path, attribution: Any, sign: str | None, outlier: float, colormap: str | None,
               opacity: float) -> Path:
     """The map over the input (or the coloured tokens for text) as a PNG."""
-    from analyzers.attribution_display import default_sign, render_overlay, render_tokens, save_png
+    from analyzers.explain.display import default_sign, render_overlay, render_tokens, save_png
 
     sign = sign or default_sign(attribution.method, attribution.parameters)
     if attribution.tokens:
@@ -121,7 +121,7 @@ def write_png(path: Path, attribution: Any, sign: str | None, outlier: float, co
 
 def run(args: argparse.Namespace) -> int:
     """Open, attribute, save, print."""
-    from analyzers.attribution import attribute
+    from analyzers.explain.attribution import attribute
 
     check_device(args.device)
     request = request_from(args)
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         timing = drive(live.benchmark(inp, warmup=1, runs=5), progress)
         sanity = None
         if args.sanity:
-            from analyzers.sanity import randomization_check
+            from analyzers.explain.sanity import randomization_check
 
             sanity = drive(randomization_check(live, result, args.sanity_layers, args.seed), progress)
     finally:
@@ -172,7 +172,7 @@ def _jsonable(value: Any) -> Any:
 
 def format_attribution(live: Any, result: Any, timing: Any, sanity: Any, args: argparse.Namespace) -> str:
     """The human-readable report of `attribute`."""
-    from analyzers.sanity import completeness_sentence
+    from analyzers.explain.sanity import completeness_sentence
 
     params = ", ".join(f"{k}={v}" for k, v in result.parameters.items())
     lines = [f"model:    {live.path.name} ({live.framework}, {live.format}) on {result.device}",

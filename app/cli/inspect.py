@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         progress.close()
     fmt = args.format or "table"
     if fmt == "json":
-        from analyzers.summary_json import summary_to_json
+        from analyzers.summary.document import summary_to_json
 
         doc = summary_to_json(summary, depth=args.depth, batch=args.batch, seq_len=args.seq_len,
                               tensors=not args.no_tensors)
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             json.dump(doc, sys.stdout, separators=(",", ":"))
         sys.stdout.write("\n")
     else:
-        from analyzers.table import DEFAULT_TABLE_DEPTH, render_markdown, render_table
+        from analyzers.summary.table import DEFAULT_TABLE_DEPTH, render_markdown, render_table
 
         depth = args.depth if args.depth is not None else DEFAULT_TABLE_DEPTH
         render = render_markdown if fmt == "markdown" else render_table

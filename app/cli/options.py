@@ -9,8 +9,8 @@ import json
 from typing import Any
 
 from analyzers.errors import LayerScopeError
+from analyzers.explain.inputs import ModelInput, Preprocess, parse_shape
 from analyzers.explain.requests import InputChoice
-from analyzers.inputs import ModelInput, Preprocess, parse_shape
 from analyzers.loaders import LoadOptions
 from analyzers.tasks import drive
 

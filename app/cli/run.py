@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from analyzers.errors import LayerScopeError
-from analyzers.inputs import ModelInput
+from analyzers.explain.inputs import ModelInput
 from analyzers.tasks import drive
 from app.cli.options import add_model_arguments, check_device, input_from_args, open_from_args
 from app.progress import TerminalProgress
@@ -67,7 +67,7 @@ def format_prediction(prediction: Any) -> list[str]:
 def format_run(live: Any, inp: ModelInput, result: Any) -> str:
     """The human-readable report of `run`."""
     t = result.timing
-    from analyzers.memory import human_bytes
+    from analyzers.summary.memory import human_bytes
 
     lines = [f"model:    {live.path.name} ({live.framework}, {live.format})",
              f"input:    {inp.source} {list(inp.shape)} {inp.array.dtype}",

@@ -19,6 +19,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QVBoxLayout, QWidget
 
 from analyzers.errors import LayerScopeError, TrustRequired
+from analyzers.explain.inputs import Preprocess, sample_label
 from analyzers.explain.model_hints import (
     arch_classes,
     needs_architecture,
@@ -27,7 +28,6 @@ from analyzers.explain.model_hints import (
     why_not_runnable,
 )
 from analyzers.explain.requests import AttributeOutcome, RunOutcome
-from analyzers.inputs import Preprocess, sample_label
 from analyzers.loaders import LoadOptions
 from analyzers.tasks import CancelToken, Steps
 

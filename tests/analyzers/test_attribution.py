@@ -19,9 +19,9 @@ from captum.attr import (
     Saliency,
 )
 
-from analyzers.attribution import AttributionRequest, attribute, compute, path_points
 from analyzers.errors import LayerScopeError
-from analyzers.inputs import ModelInput, random_input
+from analyzers.explain.attribution import AttributionRequest, attribute, compute, path_points
+from analyzers.explain.inputs import ModelInput, random_input
 from analyzers.loaders import LoadOptions
 from analyzers.methods.integrated_gradients import DEFAULT_IG_STEPS
 from analyzers.runtime import load_live_model
@@ -307,7 +307,7 @@ def test_restore_hooks_removes_whatever_was_added_since_the_snapshot(cnn):
 
 
 def test_randomization_check_leaves_the_model_untouched(cnn):
-    from analyzers.sanity import randomization_check
+    from analyzers.explain.sanity import randomization_check
 
     model, live = cnn
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analyzers.attribution_display import (
+from analyzers.errors import LayerScopeError
+from analyzers.explain.display import (
     COLOR_MAPS,
     SIGN_MODES,
     colorize,
@@ -18,8 +19,7 @@ from analyzers.attribution_display import (
     threshold_for,
     to_2d,
 )
-from analyzers.errors import LayerScopeError
-from analyzers.sanity import rank, spearman
+from analyzers.explain.sanity import rank, spearman
 
 
 @pytest.mark.parametrize("sign", list(SIGN_MODES))
@@ -98,7 +98,7 @@ def test_rank_and_spearman_match_scipy():
 
 
 def test_image_like_outputs_become_pictures_in_the_unit_range():
-    from analyzers.attribution_display import image_axes, output_picture
+    from analyzers.explain.display import image_axes, output_picture
 
     rng = np.random.default_rng(7)
     tanh = np.tanh(rng.normal(size=(28, 28, 1)))  # a DCGAN generator's output
@@ -115,7 +115,7 @@ def test_image_like_outputs_become_pictures_in_the_unit_range():
 
 
 def test_a_flat_output_index_is_said_in_words():
-    from analyzers.attribution_display import output_pixel, output_position
+    from analyzers.explain.display import output_pixel, output_position
 
     # 129 = 4 * 28 + 17: row 4, column 17 of a 28x28 single-channel image
     assert output_position(129, (28, 28, 1)) == "output pixel (4, 17)"
@@ -143,9 +143,9 @@ def test_a_raw_prediction_carries_its_output_only_when_small():
 @pytest.mark.slow
 def test_the_bundled_gan_names_its_target_pixel_and_draws_its_image():
     """The GAN generator's attribution target read "129 (129)": it is now the pixel it points at."""
-    from analyzers.attribution import AttributionRequest, compute
-    from analyzers.attribution_display import output_picture, output_pixel
-    from analyzers.inputs import ModelInput
+    from analyzers.explain.attribution import AttributionRequest, compute
+    from analyzers.explain.display import output_picture, output_pixel
+    from analyzers.explain.inputs import ModelInput
     from analyzers.runtime import load_live_model
     from tests.zoo_helpers import zoo_or_skip
 

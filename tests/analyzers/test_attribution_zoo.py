@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analyzers.attribution import AttributionRequest, compute, token_mass
-from analyzers.inputs import parse_input, sample_input
+from analyzers.explain.attribution import AttributionRequest, compute, token_mass
+from analyzers.explain.inputs import parse_input, sample_input
 from analyzers.loaders import LoadOptions
 from analyzers.methods.integrated_gradients import DEFAULT_IG_STEPS
 from analyzers.runtime import load_live_model

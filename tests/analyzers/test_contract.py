@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import save_file
 
 from analyzers.loaders import LoadOptions, open_model
-from analyzers.params import layer_rows
 from analyzers.summary import ModelSummary
-from analyzers.summary_json import summary_to_json
+from analyzers.summary.document import summary_to_json
+from analyzers.summary.params import layer_rows
 from analyzers.tasks import drive
 from tests.torch_fixtures import TiedLM, TinyCNN
 

@@ -12,7 +12,7 @@ from gguf.quants import quantize
 
 from analyzers.errors import CorruptFile
 from analyzers.loaders import LoadOptions, find_loader, open_model
-from analyzers.memory import estimate_memory
+from analyzers.summary.memory import estimate_memory
 from analyzers.tasks import drive
 from tests.analyzers.test_contract import check_contract
 from tests.cli_helpers import run_cli

@@ -14,7 +14,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from analyzers.graph_standin import (
+from analyzers.graph.standin import (
     SMALL_FILE_BYTES,
     gguf_data_offset,
     graph_format,

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from analyzers.errors import CorruptFile, LayerScopeError, UnsupportedFile
 from analyzers.loaders import LoaderSpec, LoadOptions, _guarded, find_loader, open_model
-from analyzers.nametree import MAX_TREE_DEPTH
+from analyzers.summary.nametree import MAX_TREE_DEPTH
 from analyzers.tasks import drive
 from tests.analyzers.test_contract import check_contract
 from tests.cli_helpers import REPO, run_cli

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from analyzers.errors import LayerScopeError, UnsupportedFile
-from analyzers.inputs import InputHint, ModelInput, parse_input
+from analyzers.explain.inputs import InputHint, ModelInput, parse_input
 
 TEXT = InputHint("text", (None,), "int64", "tokens")
 IMAGE = InputHint("image", (1, 28, 28), "float32", "NCHW")
@@ -51,7 +51,7 @@ def test_a_text_file_for_an_image_model_names_the_file(tmp_path) -> None:
 
 
 def test_a_text_longer_than_the_model_reads_says_so() -> None:
-    from analyzers.inputs import vocab_encoder
+    from analyzers.explain.inputs import vocab_encoder
     from analyzers.samples import sample_model
 
     spec = sample_model("text_cnn_keras").input
@@ -65,7 +65,7 @@ def test_a_text_longer_than_the_model_reads_says_so() -> None:
 
 
 def test_npy_with_nan_or_inf_is_refused_naming_the_file(tmp_path) -> None:
-    from analyzers.inputs import InputHint, npy_input
+    from analyzers.explain.inputs import InputHint, npy_input
 
     path = tmp_path / "bad.npy"
     values = np.zeros((1, 4, 4), np.float32)
@@ -76,7 +76,7 @@ def test_npy_with_nan_or_inf_is_refused_naming_the_file(tmp_path) -> None:
 
 
 def test_npy_values_beyond_the_models_dtype_are_refused(tmp_path) -> None:
-    from analyzers.inputs import InputHint, npy_input
+    from analyzers.explain.inputs import InputHint, npy_input
 
     path = tmp_path / "huge.npy"
     np.save(path, np.full((3,), 1e300, np.float64))  # finite in float64, infinite as float32
@@ -105,7 +105,7 @@ def _png_header(path, width: int, height: int) -> None:
 def test_an_image_with_too_many_pixels_is_one_sentence_and_no_warning(tmp_path, side) -> None:
     import warnings
 
-    from analyzers.inputs import MAX_IMAGE_PIXELS, Preprocess, image_input
+    from analyzers.explain.inputs import MAX_IMAGE_PIXELS, Preprocess, image_input
 
     path = tmp_path / f"bomb{side}.png"
     _png_header(path, side, side)
@@ -118,7 +118,7 @@ def test_an_image_with_too_many_pixels_is_one_sentence_and_no_warning(tmp_path, 
 def test_a_named_pipe_as_input_is_refused_without_opening_it(tmp_path) -> None:
     import os
 
-    from analyzers.inputs import InputHint, Preprocess, image_input, npy_input
+    from analyzers.explain.inputs import InputHint, Preprocess, image_input, npy_input
 
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)

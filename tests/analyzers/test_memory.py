@@ -10,7 +10,7 @@ from accelerate.commands.estimate import estimate_training_usage
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from analyzers.loaders import LoadOptions, open_model
-from analyzers.memory import estimate_memory, int4_bytes_per_param, kv_cache_spec
+from analyzers.summary.memory import estimate_memory, int4_bytes_per_param, kv_cache_spec
 from analyzers.tasks import drive
 
 

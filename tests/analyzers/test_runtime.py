@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from analyzers.errors import ArchitectureError, LayerScopeError, TrustRequired, UnsupportedFile
-from analyzers.inputs import (
+from analyzers.explain.inputs import (
     InputHint,
     ModelInput,
     Preprocess,

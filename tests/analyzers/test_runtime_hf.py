@@ -9,7 +9,7 @@ import torch
 pytestmark = pytest.mark.slow
 transformers = pytest.importorskip("transformers")
 
-from analyzers.attribution import AttributionRequest, compute  # noqa: E402
+from analyzers.explain.attribution import AttributionRequest, compute  # noqa: E402
 from analyzers.loaders import LoadOptions  # noqa: E402
 from analyzers.runtime import load_live_model  # noqa: E402
 

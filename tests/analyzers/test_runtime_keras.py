@@ -13,9 +13,9 @@ pytestmark = pytest.mark.slow
 keras = pytest.importorskip("keras")
 torch = pytest.importorskip("torch")
 
-from analyzers.attribution import AttributionRequest, attribute, compute  # noqa: E402
 from analyzers.errors import CorruptFile, LayerScopeError  # noqa: E402
-from analyzers.inputs import ModelInput  # noqa: E402
+from analyzers.explain.attribution import AttributionRequest, attribute, compute  # noqa: E402
+from analyzers.explain.inputs import ModelInput  # noqa: E402
 from analyzers.loaders import LoadOptions  # noqa: E402
 from analyzers.methods.integrated_gradients import DEFAULT_IG_STEPS  # noqa: E402
 from analyzers.runtime import load_live_model  # noqa: E402
@@ -166,7 +166,7 @@ def test_keras_cancel_mid_ig_stops_and_untaps(keras_text):
 
 
 def test_keras_randomization_check_keeps_the_original(twins):
-    from analyzers.sanity import randomization_check
+    from analyzers.explain.sanity import randomization_check
 
     live, km, _, k_in, _ = twins
     before = [w.copy() for w in km.get_weights()]
@@ -198,7 +198,7 @@ def test_a_truncated_keras_file_is_one_sentence_naming_it(twins, tmp_path):
 
 
 def test_zoo_keras_cnn_ig_completeness_within_one_percent_at_default_steps():
-    from analyzers.inputs import sample_input
+    from analyzers.explain.inputs import sample_input
 
     entry = zoo_or_skip("digits_cnn_keras")
     live = load_live_model(entry.file, LoadOptions(), "cpu")
@@ -209,7 +209,7 @@ def test_zoo_keras_cnn_ig_completeness_within_one_percent_at_default_steps():
 
 
 def test_zoo_gan_pair_raw_output_and_discriminator_score():
-    from analyzers.inputs import sample_input
+    from analyzers.explain.inputs import sample_input
 
     gen_entry = zoo_or_skip("gan_generator_keras")
     gen = load_live_model(gen_entry.file, LoadOptions(), "cpu")

@@ -33,7 +33,7 @@ def torch_model(entry: S.SampleModel):
     """The entry's state_dict loaded strictly into its --arch class, in eval mode."""
     import torch
 
-    from analyzers.arch import instantiate, parse_arch
+    from analyzers.loaders.arch import instantiate, parse_arch
 
     model = instantiate(parse_arch(S.resolved_arch(entry), entry.arch_kwargs), "cpu")
     model.load_state_dict(torch.load(entry.file, map_location="cpu", weights_only=True), strict=True)

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from analyzers.tf_import import native_stderr_filtered
+from analyzers.runtime.tf_import import native_stderr_filtered
 from tests.cli_helpers import REPO
 
 

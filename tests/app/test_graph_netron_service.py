@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from analyzers.graph_standin import make_standin
+from analyzers.graph.standin import make_standin
 from analyzers.loaders import open_model
 from analyzers.loaders.safetensors_loader import read_header
 from analyzers.tasks import drive

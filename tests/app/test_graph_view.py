@@ -10,7 +10,7 @@ import torch
 from PySide6.QtCore import QUrl
 from safetensors.torch import save_file
 
-from analyzers.graph_standin import make_standin
+from analyzers.graph.standin import make_standin
 from analyzers.summary import LayerNode, ModelSummary, SourceInfo
 from app.netron_service import prepare_webengine_environment, serve
 from tests.torch_fixtures import TinyCNN

@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QApplication, QMenu
 
 from analyzers.errors import LayerScopeError
 from analyzers.loaders import find_loader
-from analyzers.memory import estimate_memory
+from analyzers.summary.memory import estimate_memory
 from tests.app import model_files, slow_loader
 from tests.app.model_files import corrupted_safetensors, full_module_file, safetensors_file
 from widgets.layer_tree import TOTAL

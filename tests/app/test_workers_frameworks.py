@@ -37,7 +37,7 @@ SCENARIO = textwrap.dedent(
         return [d.name for d in torch_devices()]
 
     def run(token):
-        from analyzers.inputs import sample_input
+        from analyzers.explain.inputs import sample_input
         from analyzers.runtime import open_live_model
         from analyzers.samples import default_model
         live = yield from open_live_model(default_model().file, LoadOptions(), "auto")
@@ -47,7 +47,7 @@ SCENARIO = textwrap.dedent(
         return "run"
 
     def attribute(token):
-        from analyzers.attribution import AttributionRequest, attribute
+        from analyzers.explain.attribution import AttributionRequest, attribute
         result = yield from attribute(state["live"], state["inp"], AttributionRequest(method="ig"), token, 3)
         return "attribute"
 

@@ -8,8 +8,8 @@ from PySide6.QtWidgets import QApplication
 
 from analyzers.loaders.torch_modules import module_tree
 from analyzers.summary import LayerNode, ModelSummary, SourceInfo, TensorInfo
+from analyzers.summary.overview import warm
 from widgets.layer_tree import BYTES, DTYPES, FETCH_BATCH, NAME, OWN, SHARE, TOTAL, TRAINABLE, TYPE, LayerTree
-from widgets.model_data import warm
 
 
 def summary_of(root: LayerNode, name: str = "model.pt") -> ModelSummary:

@@ -7,9 +7,9 @@ import pytest
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtTest import QTest
 
-from analyzers.attribution import Attribution
-from analyzers.attribution_display import output_picture, output_position
-from analyzers.inputs import ModelInput
+from analyzers.explain.attribution import Attribution
+from analyzers.explain.display import output_picture, output_position
+from analyzers.explain.inputs import ModelInput
 from analyzers.runtime import summarise_outputs
 from widgets.output_views import NEGATIVE, POSITIVE, OutputImageView, VectorPanel
 from widgets.run_panel import RunPanel

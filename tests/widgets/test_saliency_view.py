@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analyzers.attribution import Attribution, AttributionRequest
-from analyzers.attribution_display import normalize, render_overlay, save_png, to_2d
-from analyzers.inputs import ModelInput
+from analyzers.explain.attribution import Attribution, AttributionRequest
+from analyzers.explain.display import normalize, render_overlay, save_png, to_2d
+from analyzers.explain.inputs import ModelInput
 from analyzers.runtime import LayerRef, summarise_outputs
 from widgets.run_panel import AttributeSettings, RunPanel, RunSettings
 from widgets.saliency_view import SaliencyPanel, SaliencyView
@@ -121,8 +121,8 @@ def test_each_attribution_replaces_the_sanity_row(qtbot):
     """IG then Grad-CAM: IG's completeness line went on showing beside the Grad-CAM map."""
     from dataclasses import replace
 
-    from analyzers.attribution import Completeness
-    from analyzers.sanity import completeness_sentence
+    from analyzers.explain.attribution import Completeness
+    from analyzers.explain.sanity import completeness_sentence
 
     panel = RunPanel()
     qtbot.addWidget(panel)

@@ -7,8 +7,8 @@ import pytest
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
-from analyzers.memory import estimate_memory
 from analyzers.summary import LayerNode, ModelSummary, SourceInfo, TensorInfo
+from analyzers.summary.memory import estimate_memory
 from app.theme import apply_theme
 from widgets.memory_view import MemoryView
 from widgets.saliency_view import SaliencyPanel

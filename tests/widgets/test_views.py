@@ -8,12 +8,12 @@ from PySide6.QtGui import QPalette
 from PySide6.QtTest import QTest
 
 from analyzers.loaders.torch_modules import module_tree
-from analyzers.memory import estimate_memory, human_bytes
 from analyzers.summary import LayerNode, ModelSummary, SourceInfo, TensorInfo
+from analyzers.summary.memory import estimate_memory, human_bytes
+from analyzers.summary.overview import block_of, overview_data, warm
 from widgets.charts import BarChart, StackedBarChart
 from widgets.inspector import Inspector
 from widgets.memory_view import SEGMENTS, MemoryView, scenarios
-from widgets.model_data import block_of, overview_data, warm
 from widgets.overview import OverviewView
 from widgets.trust_dialog import TrustDialog
 
@@ -270,7 +270,7 @@ def many_blocks(count: int = 89) -> ModelSummary:
 
 
 def test_the_block_chart_of_many_blocks_adds_up_to_the_whole_model() -> None:
-    from widgets.model_data import MAX_BLOCKS, OTHER_KEY
+    from analyzers.summary.overview import MAX_BLOCKS, OTHER_KEY
 
     summary = many_blocks(89)
     total = 23 * 64 * 48 + 66 * 12 * 36  # 23 large blocks, 66 of 432 parameters
@@ -303,7 +303,7 @@ def test_a_root_with_own_tensors_keeps_them_in_the_block_chart() -> None:
 def test_block_percentages_are_of_the_whole_model_and_labels_never_overlap(qtbot) -> None:
     from PySide6.QtGui import QFontMetrics
 
-    from widgets.model_data import OTHER_KEY
+    from analyzers.summary.overview import OTHER_KEY
 
     summary = many_blocks(89)
     data = overview_data(summary)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from analyzers.inputs import ModelInput, random_input
+from analyzers.explain.inputs import ModelInput, random_input
 from analyzers.loaders import LoadOptions
 from analyzers.runtime import load_live_model
 from tests.torch_fixtures import TinyCNN

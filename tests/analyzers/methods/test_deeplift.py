@@ -7,8 +7,8 @@ import pytest
 import torch
 from captum.attr import DeepLift
 
-from analyzers.attribution import AttributionRequest, compute
 from analyzers.errors import LayerScopeError
+from analyzers.explain.attribution import AttributionRequest, compute
 from analyzers.runtime.torch_runtime import hook_count
 from tests.analyzers.methods.conftest import TARGET, image, x_of
 
@@ -32,7 +32,7 @@ def test_deeplift_equals_captum_and_sums_to_the_score_difference(cnn):
 
 def test_deeplift_with_a_black_baseline_uses_it(cnn):
     model, live = cnn
-    from analyzers.inputs import Preprocess, image_input
+    from analyzers.explain.inputs import Preprocess, image_input
 
     pre = Preprocess(size=(28, 28), channels=1, mean=(0.5,), std=(0.5,))
     import PIL.Image
@@ -51,7 +51,7 @@ def test_deeplift_with_a_black_baseline_uses_it(cnn):
 def test_deeplift_on_keras_is_one_sentence(tmp_path):
     import keras
 
-    from analyzers.inputs import ModelInput
+    from analyzers.explain.inputs import ModelInput
     from analyzers.runtime import load_live_model
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from captum.attr import GuidedBackprop, GuidedGradCam
 
-from analyzers.attribution import AttributionRequest, compute
 from analyzers.errors import LayerScopeError
+from analyzers.explain.attribution import AttributionRequest, compute
 from analyzers.runtime.torch_runtime import hook_count
 from tests.analyzers.methods.conftest import TARGET, image, x_of
 
@@ -39,7 +39,7 @@ def test_guided_gradcam_equals_captum_at_the_chosen_layer(cnn):
 def test_guided_methods_on_keras_are_one_sentence(tmp_path, method):
     import keras
 
-    from analyzers.inputs import ModelInput
+    from analyzers.explain.inputs import ModelInput
     from analyzers.runtime import load_live_model
 
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3, name="conv"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from captum.attr import InputXGradient
 
-from analyzers.attribution import AttributionRequest, compute
-from analyzers.attribution_display import default_sign
+from analyzers.explain.attribution import AttributionRequest, compute
+from analyzers.explain.display import default_sign
 from analyzers.methods import method_class
 from tests.analyzers.methods.conftest import TARGET, image, x_of
 
@@ -26,7 +26,7 @@ def test_input_x_gradient_on_keras_is_x_times_the_tape_gradient(tmp_path):
     import keras
     import tensorflow as tf
 
-    from analyzers.inputs import ModelInput
+    from analyzers.explain.inputs import ModelInput
     from analyzers.runtime import load_live_model
 
     keras.utils.set_random_seed(0)

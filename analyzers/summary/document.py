@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from analyzers.memory import MemoryLine, MemoryReport, estimate_memory
-from analyzers.params import layer_rows
 from analyzers.summary import ModelSummary
+from analyzers.summary.memory import MemoryLine, MemoryReport, estimate_memory
+from analyzers.summary.params import layer_rows
 
 SCHEMA = "layerscope.summary/1"
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from analyzers.dtypes import bytes_for
+from analyzers.summary.dtypes import bytes_for
 
 QUANTIZED_DTYPES = frozenset({"int8", "uint8", "int4", "uint4"})
 

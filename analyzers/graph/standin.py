@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analyzers.errors import LayerScopeError, printable, sentence
-from analyzers.nametree import natural_key
 from analyzers.summary import ModelSummary
+from analyzers.summary.nametree import natural_key
 from analyzers.tasks import Progress, Steps, drive
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SMALL_FILE_BYTES = 64 * 1024 * 1024
 KEEP_DATA_BYTES = 1024  # tensors this small keep their data (scalars, counters) where a format allows it
 
@@ -153,7 +153,7 @@ def _write_in_child(kind: str, source: Path, target: Path) -> Steps[None]:
     """Run a stand-in writer in a child Python; yields while it works so the job stays cancellable."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    proc = subprocess.Popen([sys.executable, "-m", "analyzers.graph_standin", kind, str(source.resolve()),
+    proc = subprocess.Popen([sys.executable, "-m", "analyzers.graph.standin", kind, str(source.resolve()),
                              str(target.resolve())],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             cwd=str(ROOT), env=env)
@@ -544,7 +544,7 @@ def write_torch_export_standin(source: Path, target: Path) -> None:
 
 
 def _savedmodel(folder: Path, out: Path, max_original_bytes: int) -> Steps[StandIn]:
-    """The serving function as a SavedModel of its own (analyzers.savedmodel_standin), written in a child."""
+    """The serving function as a SavedModel of its own (analyzers.graph.savedmodel), written in a child."""
     pb = folder / "saved_model.pb"
     if not pb.is_file():
         pb = folder / "saved_model.pbtxt"
@@ -570,7 +570,7 @@ def _savedmodel(folder: Path, out: Path, max_original_bytes: int) -> Steps[Stand
 
 
 def _write_savedmodel(source: Path, target: Path) -> None:
-    from analyzers.savedmodel_standin import write_savedmodel_standin  # protobuf modules only, no TensorFlow
+    from analyzers.graph.savedmodel import write_savedmodel_standin  # protobuf modules only, no TensorFlow
 
     write_savedmodel_standin(source, target)
 
@@ -581,10 +581,10 @@ WRITERS = {"onnx": write_onnx_standin, "keras": write_keras_standin, "h5": write
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m analyzers.graph_standin KIND SOURCE TARGET`: the child process of _write_in_child."""
+    """`python -m analyzers.graph.standin KIND SOURCE TARGET`: the child process of _write_in_child."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 3 or args[0] not in WRITERS:
-        print(f"usage: python -m analyzers.graph_standin {{{','.join(WRITERS)}}} SOURCE TARGET", file=sys.stderr)
+        print(f"usage: python -m analyzers.graph.standin {{{','.join(WRITERS)}}} SOURCE TARGET", file=sys.stderr)
         return 2
     try:
         WRITERS[args[0]](Path(args[1]), Path(args[2]))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from analyzers.memory import MemoryReport, estimate_memory, human_bytes
-from analyzers.params import layer_rows
 from analyzers.summary import LayerNode, ModelSummary
+from analyzers.summary.memory import MemoryReport, estimate_memory, human_bytes
+from analyzers.summary.params import layer_rows
 
 DEFAULT_TABLE_DEPTH = 3
 

@@ -16,7 +16,7 @@ import numpy as np
 from analyzers.tasks import CancelToken, Progress, Steps
 
 if TYPE_CHECKING:
-    from analyzers.attribution import Attribution
+    from analyzers.explain.attribution import Attribution
 
 
 def rank(values: np.ndarray) -> np.ndarray:
@@ -76,7 +76,7 @@ class RandomizationCheck:
 def randomization_check(live: Any, original: Attribution, top_layers: int = 1, seed: int = 0,
                         token: CancelToken | None = None) -> Steps[RandomizationCheck]:
     """Recompute `original` (same method, target, parameters) on a copy with the top layers re-initialised."""
-    from analyzers.attribution import AttributionRequest, attribute
+    from analyzers.explain.attribution import AttributionRequest, attribute
 
     request = original.request or AttributionRequest(original.method)
     yield Progress(0, None, f"Re-initialising the top {top_layers} layer(s) of a copy")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from analyzers.params import params_by_type, top_level_blocks
 from analyzers.summary import LayerNode, ModelSummary
+from analyzers.summary.params import params_by_type, top_level_blocks
 
 MAX_BLOCKS = 24  # bars the block chart draws; past it, the smallest blocks share one "other N blocks" bar
 SPLIT_SHARE = 0.6  # a block holding more than this share of the model is shown as its children

@@ -10,7 +10,7 @@ its ops with their shapes, the variables as inputs Netron folds into each op as 
 TF1 SavedModels keep their main graph, cut to what the serving signature needs.
 
 Only TensorFlow's generated protobuf modules are loaded (importing `tensorflow` itself takes
-10-20 s); this runs in the stand-in child process (`python -m analyzers.graph_standin`).
+10-20 s); this runs in the stand-in child process (`python -m analyzers.graph.standin`).
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from analyzers.attribution_display import output_position
 from analyzers.errors import LayerScopeError
-from analyzers.inputs import ModelInput, check_input_fits
+from analyzers.explain.display import output_position
+from analyzers.explain.inputs import ModelInput, check_input_fits
 from analyzers.tasks import CancelToken, Progress, Steps
 
 # `live` arguments are analyzers.runtime.LiveModel and `prediction` values analyzers.runtime.Prediction; this
