@@ -10,22 +10,17 @@ from analyzers.errors import LayerScopeError
 
 CONV_TYPES = ("Conv1d", "Conv2d", "Conv3d", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D")
 
-# Formats LayerScope reads but cannot run, and the sentence that says so before the user clicks Run.
-NOT_RUNNABLE = {
-    "onnx": "ONNX models can be inspected here but not run (LayerScope runs PyTorch and Keras models).",
-    "gguf": "GGUF files can be inspected here but not run (llama.cpp runs them).",
-    "torch-export": "torch.export programs can be inspected here but not run.",
-    "savedmodel": "TensorFlow SavedModel folders can be inspected here but not run; save the model as .keras to run it.",
-    "savedmodel-file": "A bare saved_model.pb can be inspected here but not run; save the model as .keras to run it.",
-    "h5-weights": "A weights-only HDF5 file holds no architecture, so it cannot be run; open the full .keras model.",
-}
-
-
 def why_not_runnable(summary: Any) -> str | None:
     """The sentence saying why this model cannot be run here, or None when Run is offered."""
+    from analyzers.loaders import spec_for_format
+
     if summary is None:
         return "Open a model first."
-    return NOT_RUNNABLE.get(summary.source.format)
+    spec = spec_for_format(summary.source.format)
+    if spec is None or spec.runs is not None:
+        return None
+    text = spec.why_not_run.strip().rstrip(".")
+    return text[:1].upper() + text[1:] + "."
 
 
 def summary_input_kind(summary: Any) -> str:

@@ -47,7 +47,6 @@ KEEP_DATA_BYTES = 1024  # tensors this small keep their data (scalars, counters)
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 GGUF_MAGIC = b"GGUF"
-TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
 
 # Canonical dtype -> safetensors header code (the codes Netron's safetensors reader accepts).
 SAFETENSORS_CODES = {
@@ -83,36 +82,19 @@ def standin_steps(summary: ModelSummary, out_dir: Path | str,
     source = Path(summary.source.path)
     if not source.exists():
         return StandIn(None, sentence(source, "the file is no longer there, so there is no graph to draw"))
-    kind = graph_format(summary)
+    recipe = graph_format(summary)
     name = source.name
     yield Progress(0, 1, f"Preparing the graph of {name}")
     try:
-        if kind == "savedmodel":
+        if recipe == "savedmodel":
             return (yield from _savedmodel(source, out, max_original_bytes))
-        if kind in ("safetensors", "safetensors-index", "hf-safetensors"):
-            files = [source] if kind == "safetensors" else [Path(f) for f in summary.source.files]
-            if len(files) == 1 and files[0].stat().st_size <= max_original_bytes:
-                return _original(files[0], display_name=name, show_names=True)
-            target = out / _standin_name(source, ".safetensors")
-            count = yield from write_merged_safetensors(files, target, _tree_order(summary))
-            shards = f"the headers of {len(files)} shards merged into one, " if len(files) > 1 else "its header, "
-            return StandIn(target, f"Netron is shown a weights-free stand-in: {shards}every one of {count:,} "
-                                   "tensors zero bytes long (names, shapes and dtypes as stored).", "standin",
-                           display_name=name, show_names=True)
-        if kind == "hf" or kind == "pytorch-legacy" or kind == "pytorch-zip" or kind == "pytorch-module":
-            if kind != "hf" and source.is_file() and source.stat().st_size <= max_original_bytes:
-                return _original(source, show_names=True)
-            target = out / _standin_name(source, ".safetensors")
-            count, odd = write_summary_safetensors(summary, target)
-            note = f" {odd} tensors of a dtype safetensors cannot name are shown as uint8." if odd else ""
-            return StandIn(target, "Netron is shown a weights-free stand-in: a safetensors header written from the "
-                                   f"{count:,} tensors' names, shapes and dtypes; the file stores no module graph, so "
-                                   f"Netron draws one box per module.{note}", "standin", display_name=name,
-                           show_names=True)
-        if not source.is_file():
-            return StandIn(None, sentence(source, "Netron has no viewer for this kind of folder"))
+        if recipe == "weights-header":
+            return (yield from _weights_header(summary, source, out, max_original_bytes))
+        if recipe == "none" or not source.is_file():
+            return StandIn(None, sentence(source, "Netron has no viewer for this kind of model"))
         if source.stat().st_size <= max_original_bytes:
             return _original(source)
+        kind = "h5" if recipe == "keras" and _is_hdf5(source) else recipe  # a legacy .h5 Keras model
         yield Progress(0, 1, f"Writing a weights-free copy of {name}")
         writer = WRITERS.get(kind)
         if writer is None:
@@ -175,46 +157,43 @@ def _write_in_child(kind: str, source: Path, target: Path) -> Steps[None]:
 
 
 def graph_format(summary: ModelSummary) -> str:
-    """Which stand-in recipe applies, decided from the file itself (formats' loader names vary)."""
-    path = Path(summary.source.path)
-    fmt = summary.source.format.lower()
-    if path.is_dir():
-        if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
-            return "savedmodel"
-        files = [Path(f) for f in summary.source.files]
-        if files and all(f.name.endswith(".safetensors") for f in files):
-            return "hf-safetensors"
-        return "hf"
-    if not path.is_file():
-        return "other"
-    name = path.name.lower()
-    if name.endswith(".safetensors.index.json"):
-        return "safetensors-index"
+    """The Graph tab's recipe for `summary`: what its format's registry entry says (analyzers.loaders)."""
+    from analyzers.loaders import spec_for_format
+
+    spec = spec_for_format(summary.source.format)
+    return spec.graph if spec is not None else "original"
+
+
+def _is_hdf5(path: Path) -> bool:
     with path.open("rb") as f:
-        head = f.read(16)
-    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= path.stat().st_size - 8:
-        return "safetensors"
-    if head.startswith(HDF5_MAGIC):
-        return "h5"
-    if head.startswith(GGUF_MAGIC):
-        return "gguf"
-    if head.startswith(TORCH_LEGACY_MAGIC):
-        return "pytorch-module" if fmt == "pytorch-module" else "pytorch-legacy"
-    if head.startswith(b"PK\x03\x04") and zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-        if "config.json" in names and any(n.endswith(".weights.h5") or n.endswith(".weights.npz") for n in names):
-            return "keras"
-        if any(n.endswith("archive_format") for n in names):
-            return "torch-export"
-        if any("/code/" in n or n.endswith("constants.pkl") for n in names):
-            return "torchscript"
-        if any(n.endswith("data.pkl") for n in names):
-            return "pytorch-module" if fmt == "pytorch-module" else "pytorch-zip"
-        return "other"
-    if name.endswith(".onnx") or fmt == "onnx":
-        return "onnx"
-    return "other"
+        return f.read(8) == HDF5_MAGIC
+
+
+def _weights_header(summary: ModelSummary, source: Path, out: Path, max_original_bytes: int) -> Steps[StandIn]:
+    """Formats that store weights, not a graph (safetensors, state_dicts, HF folders): a safetensors header.
+
+    Safetensors files (one or many shards) have their own headers merged; anything else gets a header
+    written from the summary's tensors. A small single file is handed to Netron as it is."""
+    name = source.name
+    files = [Path(f) for f in summary.source.files] or [source]
+    if all(f.name.endswith(".safetensors") for f in files):
+        if len(files) == 1 and files[0].stat().st_size <= max_original_bytes:
+            return _original(files[0], display_name=name, show_names=True)
+        target = out / _standin_name(source, ".safetensors")
+        count = yield from write_merged_safetensors(files, target, _tree_order(summary))
+        shards = f"the headers of {len(files)} shards merged into one, " if len(files) > 1 else "its header, "
+        return StandIn(target, f"Netron is shown a weights-free stand-in: {shards}every one of {count:,} "
+                               "tensors zero bytes long (names, shapes and dtypes as stored).", "standin",
+                       display_name=name, show_names=True)
+    if source.is_file() and source.stat().st_size <= max_original_bytes:
+        return _original(source, show_names=True)
+    target = out / _standin_name(source, ".safetensors")
+    count, odd = write_summary_safetensors(summary, target)
+    note = f" {odd} tensors of a dtype safetensors cannot name are shown as uint8." if odd else ""
+    return StandIn(target, "Netron is shown a weights-free stand-in: a safetensors header written from the "
+                           f"{count:,} tensors' names, shapes and dtypes; the file stores no module graph, so "
+                           f"Netron draws one box per module.{note}", "standin", display_name=name,
+                   show_names=True)
 
 
 def _original(source: Path, display_name: str = "", show_names: bool = False) -> StandIn:

@@ -1,7 +1,9 @@
-"""Loader registry: one file per format; pick by extension, confirm by sniffing, then open.
+"""Format registry: one file per format; pick by extension, confirm by sniffing, then open.
 
-Sniffing reads a few bytes and imports no framework. Every loader is a generator that yields
-`Progress` and returns a `ModelSummary`; a loader that cannot read a file raises
+A format's entry holds everything LayerScope knows about it (Netron's readers): how to recognise it,
+how to read it, which runtime runs it (or the sentence saying why it cannot run), and how the Graph tab
+draws it (its stand-in recipe). Sniffing reads a few bytes and imports no framework. Every loader is a
+generator that yields `Progress` and returns a `ModelSummary`; a loader that cannot read a file raises
 `UnsupportedFile` / `CorruptFile` with one sentence a user understands.
 """
 
@@ -34,9 +36,14 @@ OpenFunc = Callable[[Path, LoadOptions], Steps[ModelSummary]]
 SniffFunc = Callable[[Path], bool]
 
 
+RUNTIMES = ("torch", "keras")
+GRAPH_RECIPES = ("original", "weights-header", "onnx", "keras", "h5", "gguf", "torchscript", "torch-export",
+                 "savedmodel", "none")
+
+
 @dataclass(frozen=True)
 class LoaderSpec:
-    """A registered format: how to recognise it and how to open it."""
+    """A registered format: how to recognise it, open it, run it (or why not) and draw its graph."""
 
     name: str
     open: OpenFunc
@@ -45,6 +52,10 @@ class LoaderSpec:
     sniff: SniffFunc | None
     folder: bool
     description: str
+    runs: str | None = None  # "torch" | "keras": the runtime that runs it; None: inspect only
+    why_not_run: str = ""  # the sentence the Explain tab and `run` show when `runs` is None
+    graph: str = "original"  # the Graph tab's recipe (analyzers.graph.standin): what Netron is handed
+    formats: tuple[str, ...] = ()  # the summary formats it writes (source.format), besides its name
 
     def matches_name(self, path: Path) -> bool:
         """True when the file name matches one of the loader's glob patterns."""
@@ -72,12 +83,22 @@ def loader(
     sniff: SniffFunc | None = None,
     folder: bool = False,
     description: str = "",
+    runs: str | None = None,
+    why_not_run: str = "",
+    graph: str = "original",
+    formats: tuple[str, ...] = (),
 ) -> Callable[[OpenFunc], OpenFunc]:
-    """Register `func` as the opener of format `name` (decorator)."""
+    """Register `func` as the opener of format `name` (decorator), with how it runs and how it is drawn."""
+    if runs is not None and runs not in RUNTIMES:
+        raise ValueError(f"format {name}: runs must be one of {RUNTIMES}, not {runs!r}")
+    if graph not in GRAPH_RECIPES:
+        raise ValueError(f"format {name}: graph must be one of {GRAPH_RECIPES}, not {graph!r}")
 
     def register(func: OpenFunc) -> OpenFunc:
         _REGISTRY[:] = [s for s in _REGISTRY if s.name != name]
-        _REGISTRY.append(LoaderSpec(name, func, patterns, priority, sniff, folder, description or name))
+        reason = why_not_run or f"{description or name} files can be inspected here but not run"
+        _REGISTRY.append(LoaderSpec(name, func, patterns, priority, sniff, folder, description or name, runs,
+                                    reason if runs is None else "", graph, (name, *formats)))
         _REGISTRY.sort(key=lambda s: -s.priority)
         return func
 
@@ -123,11 +144,32 @@ def find_loader(path: Path) -> LoaderSpec:
     raise UnsupportedFile(sentence(path, f"'{path.suffix or path.name}' is not a model format LayerScope reads"))
 
 
+def spec_for_format(fmt: str) -> LoaderSpec | None:
+    """The registered format that writes summaries of format `fmt` (source.format), or None."""
+    _import_all()
+    return next((s for s in _REGISTRY if fmt in s.formats), None)
+
+
+def runtime_for(path: Path) -> tuple[str, LoaderSpec]:
+    """(runtime, format) that runs `path`; one sentence naming the file when its format cannot run."""
+    spec = find_loader(Path(path))
+    if spec.runs is None:
+        raise UnsupportedFile(sentence(path, spec.why_not_run))
+    return spec.runs, spec
+
+
 def open_model(path: Path | str, options: LoadOptions | None = None) -> Steps[ModelSummary]:
     """Steps that open any supported file or folder into a ModelSummary."""
     path = Path(path).expanduser()
     spec = find_loader(path)
     return _guarded(spec, path, options or LoadOptions())
+
+
+def read_summary(path: Path | str, options: LoadOptions | None = None) -> ModelSummary:
+    """open_model run to completion, without progress (scripts and tests)."""
+    from analyzers.tasks import drive
+
+    return drive(open_model(path, options))
 
 
 def _guarded(spec: LoaderSpec, path: Path, options: LoadOptions) -> Steps[ModelSummary]:

@@ -319,6 +319,8 @@ def tensor_infos(tensors: list[GGUFTensor]) -> list[TensorInfo]:
     priority=20,
     sniff=sniff_gguf,
     description="GGUF (llama.cpp)",
+    why_not_run="GGUF files can be inspected here but not run (llama.cpp runs them)",
+    graph="gguf",
 )
 def open_gguf(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
     """Metadata and tensor infos through a memory map; tensor data is never touched."""

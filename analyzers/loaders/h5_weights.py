@@ -527,6 +527,9 @@ def weights_summary(path: Path, f: Any, fmt: str, file_size: int) -> ModelSummar
     priority=14,
     sniff=sniff_hdf5,
     description="HDF5 weights",
+    why_not_run="a weights-only HDF5 file holds no architecture, so it cannot be run; open the full .keras model",
+    graph="h5",
+    formats=("keras-weights",),
 )
 def open_h5_weights(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
     """A weights-only HDF5 file as a tensor tree, without TensorFlow; full Keras models go to the Keras loader."""

@@ -172,6 +172,8 @@ def transformers_log() -> Iterator[list[str]]:
     priority=30,
     sniff=sniff_hf_folder,
     description="Hugging Face model folder",
+    runs="torch",
+    graph="weights-header",
 )
 def open_hf_folder(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
     """Typed tree from config.json on the meta device; tensors from the weight headers."""

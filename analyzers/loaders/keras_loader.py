@@ -201,6 +201,9 @@ def _open_archive(path: Path) -> ModelSummary:
     priority=16,
     sniff=sniff_keras,
     description="Keras model",
+    runs="keras",
+    graph="keras",
+    formats=("keras-h5",),
 )
 def open_keras(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
     """Read the saved config and the HDF5 weights' metadata; no Keras, no TensorFlow, nothing run."""

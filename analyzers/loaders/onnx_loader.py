@@ -491,6 +491,8 @@ def build_tree(graph: Any, model_path: Path) -> tuple[TreeBuilder, dict[str, obj
     priority=15,
     sniff=sniff_onnx,
     description="ONNX model",
+    why_not_run="ONNX models can be inspected here but not run (LayerScope runs PyTorch and Keras models)",
+    graph="onnx",
 )
 def open_onnx(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
     """Graph structure, initializers and metadata; external tensor data is never read."""

@@ -435,6 +435,9 @@ def typed_tree_from_arch(path: Path, options: LoadOptions, stored: dict[str, Ten
     priority=10,
     sniff=sniff_torch,
     description="PyTorch checkpoint",
+    runs="torch",
+    graph="weights-header",
+    formats=("pytorch-module",),
 )
 def open_pytorch(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
     """State dict, nested training checkpoint, or full pickled module, all read without running the file."""

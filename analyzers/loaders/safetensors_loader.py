@@ -220,6 +220,8 @@ def shard_tensors(index_path: Path, weight_map: dict[str, str], *,
     priority=20,
     sniff=sniff_safetensors,
     description="safetensors",
+    runs="torch",
+    graph="weights-header",
 )
 def open_safetensors(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
     """Header only: 8-byte length, JSON header. Never reads tensor data."""
@@ -246,6 +248,8 @@ def open_safetensors(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
     priority=25,
     sniff=sniff_index,
     description="sharded safetensors index",
+    runs="torch",
+    graph="weights-header",
 )
 def open_safetensors_index(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
     """Sharded checkpoint: read the index, then every shard's header."""

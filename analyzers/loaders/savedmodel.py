@@ -277,6 +277,8 @@ def signatures(mg: Any, tf: Any) -> dict[str, object]:
     priority=35,
     sniff=sniff_savedmodel,
     description="TensorFlow SavedModel folder",
+    why_not_run="TensorFlow SavedModel folders can be inspected here but not run; save the model as .keras to run it",
+    graph="savedmodel",
 )
 def open_savedmodel(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
     """Variables as a tree by name scope, signatures and versions as metadata; no graph is run."""
@@ -342,6 +344,7 @@ def open_savedmodel(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
     priority=40,
     sniff=sniff_saved_model_file,
     description="TensorFlow SavedModel",
+    why_not_run="a bare saved_model.pb can be inspected here but not run; save the model as .keras to run it",
 )
 def open_saved_model_file(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
     """saved_model.pb given directly: open the folder around it."""

@@ -293,6 +293,8 @@ def read_program(path: Path) -> tuple[TreeBuilder, dict[str, object], list[str]]
     priority=12,
     sniff=sniff_torch_export,
     description="torch.export program",
+    why_not_run="torch.export programs can be inspected here but not run",
+    graph="torch-export",
 )
 def open_torch_export(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
     """The module tree from nn_module_stack and tensors from the graph signature, read as JSON (no torch)."""

@@ -94,6 +94,8 @@ def check_archive(path: Path) -> tuple[list[str], dict[str, str]]:
     priority=9,  # after the state_dict loader, whose sniff declines TorchScript zips
     sniff=sniff_torchscript,
     description="TorchScript archive",
+    runs="torch",
+    graph="torchscript",
 )
 def open_torchscript(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
     """torch.jit.load on the CPU, then the module tree with original class names, params and buffers apart."""

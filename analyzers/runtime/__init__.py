@@ -8,7 +8,6 @@ framework; `torch_runtime` and `keras_runtime` do, and are imported only when a 
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,16 +38,6 @@ __all__ = ["MAX_KEPT_OUTPUT", "Answer", "ClassScore", "LayerRef", "LiveModel", "
            "looks_like_probabilities", "open_live_model", "sharded_safetensors_index", "softmax",
            "summarise_outputs"]
 
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
-TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar", ".safetensors", ".jit", ".ts", ".torchscript")
-NOT_RUNNABLE = {
-    ".onnx": "ONNX models can be inspected but not run here",
-    ".gguf": "GGUF files can be inspected but not run here",
-    ".pt2": "torch.export programs can be inspected but not run here",
-    ".tflite": "TFLite models are not supported",
-}
-
-
 def sharded_safetensors_index(folder: Path) -> Path | None:
     """The `*.safetensors.index.json` of a folder of shards without config.json (run with an --arch), or None."""
     if (folder / "config.json").is_file():
@@ -58,32 +47,18 @@ def sharded_safetensors_index(folder: Path) -> Path | None:
 
 
 def framework_of(path: Path) -> str:
-    """'torch' or 'keras' for a model file or folder; one sentence when it cannot be run."""
-    if path.is_dir():
-        if (path / "config.json").is_file():
-            return "torch"
-        if sharded_safetensors_index(path) is not None:
-            return "torch"
-        if (path / "saved_model.pb").is_file():
-            raise UnsupportedFile(sentence(path, "TensorFlow SavedModel folders can be inspected but not run here; "
-                                                 "save the model as .keras to run it"))
-        raise UnsupportedFile(sentence(path, "this folder holds no model LayerScope can run"))
-    if path.name.lower().endswith(".safetensors.index.json"):
-        return "torch"
-    suffix = path.suffix.lower()
-    if suffix in KERAS_SUFFIXES:
-        return "keras"
-    if suffix in NOT_RUNNABLE:
-        raise UnsupportedFile(sentence(path, NOT_RUNNABLE[suffix]))
-    if suffix in TORCH_SUFFIXES or zipfile.is_zipfile(path):
-        return "torch"
-    with path.open("rb") as f:
-        head = f.read(8)
-    if head.startswith(b"\x89HDF"):
-        return "keras"
-    if head.startswith(b"\x80"):
-        return "torch"
-    raise UnsupportedFile(sentence(path, f"'{path.suffix or path.name}' is not a model format LayerScope can run"))
+    """'torch' or 'keras': the runtime the format registry names for `path`; one sentence when it cannot run."""
+    return runtime_and_format(path)[0]
+
+
+def runtime_and_format(path: Path) -> tuple[str, str]:
+    """(runtime, registered format name) of `path`: what runs it and how the runtime should read it."""
+    from analyzers.loaders import runtime_for
+
+    if path.is_dir() and sharded_safetensors_index(path) is not None:
+        return "torch", "safetensors-index"  # shards without config.json: they run with an --arch
+    runtime, spec = runtime_for(path)
+    return runtime, spec.name
 
 
 def open_live_model(path: Path | str, options: LoadOptions | None = None, device: str = "auto") -> Steps[LiveModel]:
@@ -94,7 +69,7 @@ def open_live_model(path: Path | str, options: LoadOptions | None = None, device
     options = options or LoadOptions()
     if not path.exists():
         raise UnsupportedFile(sentence(path, "no such file or folder"))
-    kind = framework_of(path)
+    kind, fmt = runtime_and_format(path)
     try:
         if kind == "keras":
             from analyzers.runtime.keras_runtime import open_keras
@@ -102,7 +77,7 @@ def open_live_model(path: Path | str, options: LoadOptions | None = None, device
             return (yield from open_keras(path, options, device))
         from analyzers.runtime.torch_runtime import open_torch
 
-        return (yield from open_torch(path, options, device))
+        return (yield from open_torch(path, options, device, fmt))
     except LayerScopeError:
         raise
     except MemoryError:

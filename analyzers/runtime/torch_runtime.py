@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import threading
 import warnings
-import zipfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
@@ -442,8 +441,14 @@ def safetensors_state(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def open_torch(path: Path, options: LoadOptions, device: str = "auto") -> Steps[TorchLiveModel]:
-    """Steps that load a PyTorch model of any runnable kind onto `device`."""
+def open_torch(path: Path, options: LoadOptions, device: str = "auto", fmt: str | None = None
+               ) -> Steps[TorchLiveModel]:
+    """Steps that load a PyTorch model of any runnable kind onto `device`; `fmt` is its registered format
+    (hf, torchscript, safetensors, safetensors-index, pytorch), looked up when not given."""
+    if fmt is None:
+        from analyzers.runtime import runtime_and_format
+
+        fmt = runtime_and_format(path)[1]
     yield Progress(0, 3, "Choosing the device")
     dev = resolve_torch_device(device)
     entry = zoo_entry(path)
@@ -454,27 +459,28 @@ def open_torch(path: Path, options: LoadOptions, device: str = "auto") -> Steps[
     task = entry.task if entry is not None else ""
     encoder: TextEncoder | None = None
     hint: InputHint | None = None
-    index = sharded_safetensors_index(path) if path.is_dir() else path
-    if index is not None and index.name.lower().endswith(".safetensors.index.json"):
+    kind = fmt
+    if kind == "safetensors-index":
+        index = sharded_safetensors_index(path) if path.is_dir() else path
         module = _from_state(path, safetensors_state(index), options, entry, notes)
         fmt = "state_dict"
-    elif path.is_dir():
+    elif kind == "hf":
         from analyzers.runtime.hf_runtime import open_hf
 
         module, input_name, task, hf_labels, hint, encoder = open_hf(path, entry, notes)
         labels = labels or hf_labels
         fmt = "hf"
-    elif zipfile.is_zipfile(path) and _zip_kind(path) == "script":
+    elif kind == "torchscript":
         from analyzers.loaders.torchscript_loader import check_archive
 
         findings, _ = check_archive(path)  # a cut storage record ran with NaN scores; an empty one crashed torch
         notes.extend(findings)
         module = torch.jit.load(str(path), map_location="cpu")
         fmt = "torchscript"
-    elif path.suffix.lower() == ".safetensors":
+    elif kind == "safetensors":
         module = _from_state(path, safetensors_state(path), options, entry, notes)
         fmt = "state_dict"
-    else:
+    else:  # "pytorch": a state_dict, a training checkpoint holding one, or a full module
         from analyzers.loaders.pytorch_loader import flatten_tensors, load_checkpoint, split_checkpoint
 
         weights, _, _ = split_checkpoint(load_checkpoint(path, options.trust))
@@ -500,12 +506,6 @@ def open_torch(path: Path, options: LoadOptions, device: str = "auto") -> Steps[
     yield Progress(3, 3, "Ready")
     return TorchLiveModel(module, path, fmt, dev, input_name=input_name, hint=hint, labels=labels, task=task,
                           notes=notes, sample=entry, encoder=encoder)
-
-
-def _zip_kind(path: Path) -> str | None:
-    from analyzers.loaders.pytorch_loader import zip_kind
-
-    return zip_kind(path)
 
 
 def _from_state(path: Path, state: Mapping[str, Any], options: LoadOptions, entry: Any, notes: list[str]) -> Any:

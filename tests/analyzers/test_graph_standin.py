@@ -99,7 +99,7 @@ def test_hf_folder_of_safetensors_shards(tmp_path: Path) -> None:
         **{k: "model-00001-of-00002.safetensors" for k in names[:2]},
         **{k: "model-00002-of-00002.safetensors" for k in names[2:]}}}))
     summary = open_summary(folder, names_only=True)
-    assert graph_format(summary) == "hf-safetensors"
+    assert graph_format(summary) == "weights-header"  # the hf format draws its weights as a header
     standin = make_standin(summary, tmp_path / "out")
     entries, _ = header_entries(standin.path)
     assert entries == safetensors_entries(sorted(folder.glob("*.safetensors")))
@@ -112,7 +112,7 @@ def test_hf_folder_of_bin_weights_uses_the_summary(tmp_path: Path) -> None:
     torch.save(state, folder / "pytorch_model.bin")
     (folder / "config.json").write_text(json.dumps({"model_type": "unknown-to-transformers"}))
     summary = open_summary(folder, names_only=True)
-    assert graph_format(summary) == "hf"
+    assert graph_format(summary) == "weights-header"
     standin = make_standin(summary, tmp_path / "out")
     assert standin.kind == "standin" and standin.show_names and standin.path.name == "bin-hf.safetensors"
     entries, _ = header_entries(standin.path)

@@ -190,7 +190,7 @@ def test_a_truncated_keras_file_is_one_sentence_naming_it(twins, tmp_path):
     live = twins[0]
     cut = tmp_path / "cut.keras"
     cut.write_bytes(live.path.read_bytes()[:200])
-    with pytest.raises(CorruptFile, match=r"^cut\.keras: it is not a \.keras archive"):
+    with pytest.raises(CorruptFile, match=r"^cut\.keras: .*(corrupted or truncated|not a \.keras archive)"):
         load_live_model(cut, LoadOptions(), "cpu")
 
 
