@@ -10,7 +10,7 @@ import pytest
 from analyzers.errors import UnsupportedFile
 from analyzers.explain.model_hints import why_not_runnable
 from analyzers.graph.standin import WRITERS, graph_format
-from analyzers.loaders import GRAPH_RECIPES, RUNTIMES, find_loader, registered, read_summary, spec_for_format
+from analyzers.loaders import GRAPH_RECIPES, RUNTIMES, find_loader, read_summary, registered, spec_for_format
 from analyzers.runtime import framework_of
 from tests.app import model_files
 
