@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,21 +211,6 @@ def file_dialog_filter() -> str:
     return ";;".join([head, *parts, "All files (*)"])
 
 
-# Loader modules, imported on first use; each registers itself and imports no framework at
-# module level, so this stays cheap.
-LOADER_MODULES = (
-    "safetensors_loader",
-    "pytorch_loader",
-    "hf_folder",
-    "keras_loader",
-    "h5_weights",
-    "savedmodel",
-    "onnx_loader",
-    "gguf_loader",
-    "torchscript_loader",
-    "torch_export",
-)
-
 _imported = False
 
 
@@ -233,5 +219,7 @@ def _import_all() -> None:
     if _imported:
         return
     _imported = True
-    for mod in LOADER_MODULES:
-        importlib.import_module(f"{__name__}.{mod}")
+    # Every module of this package, found by looking: a new format is one new file. None imports a framework
+    # at module level, so this stays cheap (~50 ms); helper modules register nothing.
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
