@@ -51,14 +51,17 @@ def _job(models: Any, request: dict) -> Callable[[CancelToken], Steps[Any]]:
         return lambda token: live_jobs.attribute_job(models, request["ref"], request["settings"], token)
     if op == "devices":
         return live_jobs.devices_job
+    if op == "warm":
+        return lambda token: live_jobs.warm_job(str(request.get("framework", "")), token)
     if op == "hooks":
         return lambda token: live_jobs.hooks_job(models, token)
-    if op == "open_models":
-        def open_models(_token: CancelToken) -> Steps[list[str]]:
-            return models.paths()
+    if op == "status":
+        def status(_token: CancelToken) -> Steps[dict]:
+            frameworks = sorted(m for m in ("torch", "tensorflow", "keras") if m in sys.modules)
+            return {"open_models": models.paths(), "frameworks": frameworks}
             yield  # a generator, like every job
 
-        return open_models
+        return status
     if op == "forget":
         def forget(_token: CancelToken) -> Steps[None]:
             models.forget(request.get("path"))

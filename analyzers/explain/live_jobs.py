@@ -180,3 +180,21 @@ def devices_job(_token: CancelToken) -> Steps[list[tuple[str, str]]]:
 
     yield Progress(0, None, "Listing devices")
     return [(d.name, d.description) for d in torch_devices()]
+
+
+def warm_job(framework: str, _token: CancelToken) -> Steps[str]:
+    """Import the framework a model of the shown kind will need (TensorFlow takes ~4 s), before the user
+    presses Run; returns what was imported."""
+    yield Progress(0, None, f"Preparing {framework}")
+    if framework == "keras":
+        from analyzers.runtime.tf_import import tensorflow
+
+        tensorflow()
+        import keras  # noqa: F401 - the import is the point
+
+        return "keras"
+    if framework == "torch":
+        import torch  # noqa: F401 - the import is the point
+
+        return "torch"
+    return ""

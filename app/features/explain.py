@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +82,7 @@ class RunController(QObject):
         self._job: int | None = None
         self._stale = False  # the session changed since the panel last showed it
         self._devices_listed = False
+        self._warmed: set[str] = set()  # frameworks the runner was asked to import ahead of a Run
         self.trust_dialog: Any = None  # the open "run its code?" question, if any
         self._trust_request: NeedsTrust | None = None
         self.session.changed.connect(self.on_session_changed)
@@ -203,14 +205,23 @@ class RunController(QObject):
         self._list_devices_if_visible()
 
     def _list_devices_if_visible(self) -> None:
-        """List devices (the runner imports torch for it) only once the user looks at the Explain tab."""
-        if self._devices_listed or not self.session.is_open or why_not_runnable(self.session.summary):
+        """Once the user looks at the Explain tab: list devices (the runner imports torch for it), and have the
+        runner import the shown model's framework, so the first Run does not wait for TensorFlow's import."""
+        if not self.session.is_open or why_not_runnable(self.session.summary):
             return
         if self.window.tabs.currentIndex() != self.tab_index:
             return
-        self._devices_listed = True
-        self.jobs.submit(self._device_steps, "Listing devices", "model", on_done=self._on_devices,
-                         on_error=self._on_devices_failed)
+        if not self._devices_listed:
+            self._devices_listed = True
+            self.jobs.submit(self._device_steps, "Listing devices", "model", on_done=self._on_devices,
+                             on_error=self._on_devices_failed)
+        framework = self.session.summary.source.framework
+        if framework in ("keras", "torch") and framework not in self._warmed:
+            self._warmed.add(framework)
+            self.jobs.submit(partial(self._warm_steps, framework), f"Preparing {framework}", "model")
+
+    def _warm_steps(self, framework: str, token: CancelToken) -> Steps[str]:
+        return (yield from self.runner.request("warm", token, framework=framework))
 
     def on_layer_selected(self, path: str) -> None:
         """The tree's selection becomes the Grad-CAM layer when it is one of this model's layers."""

@@ -100,7 +100,7 @@ def test_model_change_fills_the_panel_without_loading_a_framework_model(setup):
     assert panel.layer.findData("features.0") >= 0
     assert panel.source.currentData() == "image"
     # Nothing is loaded to run before the user asks (the runner may be up, listing devices).
-    assert drive(controller.runner.request("open_models", CancelToken())) == []
+    assert drive(controller.runner.request("status", CancelToken()))["open_models"] == []
 
 
 def test_run_shows_top_k_latency_and_device(qtbot, setup):
@@ -361,3 +361,23 @@ def test_running_a_keras_lambda_asks_first_like_a_pickled_module(qtbot, tmp_path
     expected = model(x).numpy()
     got = done.args[0].result.prediction
     assert got.top[0].index == int(np.argmax(expected[0]))
+
+
+@pytest.mark.slow
+def test_looking_at_the_explain_tab_of_a_keras_model_warms_tensorflow_in_the_runner(qtbot, tmp_path, runner):
+    """The first Keras Run waited 12-25 s for TensorFlow's import; the runner imports it while the user
+    picks an input (before any model is loaded)."""
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    path = tmp_path / "dense.keras"
+    model.save(path)
+    window = FakeWindow()
+    qtbot.addWidget(window)
+    controller = RunController(window, runner=runner)
+    window.show_model(path, LoadOptions())
+    assert window.tabs.currentIndex() == controller.tab_index  # the user is looking at the Explain tab
+    qtbot.waitUntil(lambda: not window.jobs.is_busy(), timeout=120_000)
+    status = drive(runner.request("status", CancelToken()))
+    assert "keras" in status["frameworks"] and "tensorflow" in status["frameworks"]
+    assert status["open_models"] == []  # warmed, not loaded: the model itself waits for Run
