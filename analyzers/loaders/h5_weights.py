@@ -169,7 +169,7 @@ class HDF5Guard:
             if stored == 0 or declared > stored * MAX_DEFLATE_RATIO:
                 self.unbacked.append((name, shape, canonical_dtype(ds.dtype.name), declared, stored))
         return TensorInfo(name=name, shape=shape, dtype=canonical_dtype(ds.dtype.name), kind=kind,
-                          trainable=trainable and kind == "param")
+                          trainable=trainable and kind == "param", location=ds.name)
 
     def notes(self) -> list[str]:
         """Notes on what the walk did not trust; refuses the file when its datasets cannot be real."""

@@ -440,6 +440,7 @@ class _GraphTree:
                 continue
             kind = self._kind(info.dtype, users)
             self.constants[kind == "buffer"] += 1
+            info = dataclasses.replace(info, location=f"constant:{node.output[0]}" if node.output else None)
             if kind == "buffer":
                 info = dataclasses.replace(info, kind="buffer", trainable=False)
             self.builder.add_tensor(op_path, info)

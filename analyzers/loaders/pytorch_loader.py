@@ -15,7 +15,7 @@ import pickle
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from struct import unpack
 from typing import Any
@@ -76,6 +76,7 @@ class TorchPickle:
     storages: dict[str, StorageRef]
     kind: str  # "zip" or "legacy"
     notes: list[str]
+    offsets: dict[str, int] = field(default_factory=dict)  # legacy files: where each storage's bytes start
 
 
 def storage_fields(pid: tuple) -> tuple[StorageType, str, str, int]:
@@ -156,6 +157,7 @@ def read_legacy(path: Path, limit: int) -> TorchPickle:
     size = regular_file(path).st_size
     storages: dict[str, StorageRef] = {}
     roots: dict[str, StorageRef] = {}
+    offsets: dict[str, int] = {}
 
     def on_storage(pid: tuple) -> Any:
         if pid[0] == "module" and len(pid) >= 2:  # legacy module classes travel as persistent ids
@@ -200,12 +202,13 @@ def read_legacy(path: Path, limit: int) -> TorchPickle:
             if count != root.numel or f.tell() + root.nbytes > size:
                 raise CorruptFile(sentence(path, f"its storage '{display_name(key, 40)}' declares {root.nbytes:,} "
                                                  "bytes that the file does not hold; the file is truncated"))
+            offsets[key] = f.tell()
             f.seek(root.nbytes, os.SEEK_CUR)
         missing = set(roots) - set(keys)
         if missing:
             raise CorruptFile(sentence(path, f"its storage '{display_name(sorted(missing)[0], 40)}' has no data in "
                                              "the file; the file is truncated"))
-    return TorchPickle(obj, unpickler.classes, {**roots, **storages}, "legacy", [])
+    return TorchPickle(obj, unpickler.classes, {**roots, **storages}, "legacy", [], offsets)
 
 
 def read_checkpoint(path: Path, limit: int = PICKLE_LIMIT) -> TorchPickle:
@@ -283,7 +286,8 @@ def is_module_standin(value: Any) -> bool:
     return state is not None and "_modules" in state and "_parameters" in state
 
 
-def _mapping(value: Any) -> Mapping | None:
+def state_mapping(value: Any) -> Mapping | None:
+    """`value` as a mapping of names to tensors when it is one (a dict, or a pickled dict subclass), else None."""
     if isinstance(value, Mapping):
         return value
     if isinstance(value, Opaque) and value.dict_items is not None and not is_module_standin(value):
@@ -307,7 +311,7 @@ def flatten_tensors(obj: Mapping, prefix: str = "", *, path: Path | None = None)
         if _is_tensor(value):
             out[name] = value
             continue
-        inner = _mapping(value)
+        inner = state_mapping(value)
         if inner is not None:
             if depth + 1 > MAX_NESTING:
                 raise CorruptFile(sentence(path or "checkpoint", f"its dictionaries nest more than {MAX_NESTING} "
@@ -317,7 +321,7 @@ def flatten_tensors(obj: Mapping, prefix: str = "", *, path: Path | None = None)
 
 
 def _has_tensors(value: Any, path: Path | None) -> bool:
-    inner = _mapping(value)
+    inner = state_mapping(value)
     return inner is not None and bool(flatten_tensors(inner, path=path))
 
 
@@ -333,7 +337,7 @@ def split_checkpoint(obj: Any, path: Path | None = None) -> tuple[Any, str, dict
             continue
         if _has_tensors(value, path) or is_module_standin(value) or (
                 hasattr(value, "state_dict") and not isinstance(value, Opaque)):
-            return _mapping(value) or value, key, {k: v for k, v in obj.items() if k != key}
+            return state_mapping(value) or value, key, {k: v for k, v in obj.items() if k != key}
     tensors = {k: v for k, v in obj.items() if _is_tensor(v) or _has_tensors(v, path)}
     if tensors:
         return tensors, "", {k: v for k, v in obj.items() if k not in tensors}
@@ -352,7 +356,7 @@ def describe_value(value: Any, depth: int = 0) -> Any:
         return f"{display_name(value.cls.short, 80)} object"
     if isinstance(value, GlobalRef):
         return f"class {display_name(value.short, 80)}"
-    inner = _mapping(value)
+    inner = state_mapping(value)
     if inner is not None:
         if depth >= 2:
             return f"dict with {len(inner)} entries"
@@ -461,8 +465,8 @@ def open_pytorch(path: Path, options: LoadOptions) -> Steps[ModelSummary]:
         yield Progress(3, 3, "Done")
         return ModelSummary(source=SourceInfo(source.path, "pytorch-module", "torch", source.files, source.size_bytes),
                             root=root, metadata=metadata, notes=tuple(notes))
-    weights = _mapping(weights)
-    if weights is None and _mapping(checked.obj) is None:
+    weights = state_mapping(weights)
+    if weights is None and state_mapping(checked.obj) is None:
         kind = checked.obj.cls.short if isinstance(checked.obj, Opaque) else type(checked.obj).__name__
         raise UnsupportedFile(sentence(path, f"it holds a {display_name(kind, 60)} object, not a state_dict or a "
                                              "module"))

@@ -223,6 +223,14 @@ class SafeZip:
         """A stored (uncompressed) member as a seekable stream that reads only the bytes asked for; None for a
         compressed or encrypted member. A ZipFile stream re-reads a member from its start on every backward
         seek, which made h5py's scattered metadata reads of a large weights file quadratic."""
+        span = self.data_span(name)
+        if span is None:
+            return None
+        return io.BufferedReader(_ByteWindow(self.path, span[0], span[1]), buffer_size=64 * 1024)
+
+    def data_span(self, name: str) -> tuple[int, int] | None:
+        """(byte offset in the archive file, size) of a stored (uncompressed) member's data, for memory maps;
+        None for a compressed or encrypted member."""
         info = self.infos.get(name)
         if info is None:
             raise CorruptFile(sentence(self.path, f"the archive has no member '{display_name(name)}'"))
@@ -240,7 +248,7 @@ class SafeZip:
         if start + info.file_size > archive_size or info.compress_size != info.file_size:
             raise CorruptFile(sentence(self.path, f"its member '{display_name(name)}' declares {info.file_size:,} "
                                                   "bytes that the archive does not hold; the file is truncated"))
-        return io.BufferedReader(_ByteWindow(self.path, start, info.file_size), buffer_size=64 * 1024)
+        return start, info.file_size
 
 
 class _ByteWindow(io.RawIOBase):

@@ -23,6 +23,8 @@ class TensorInfo:
     trainable: bool = True
     shared_with: str | None = None  # tied weights: counted once, at the first owner
     stored_bytes: int | None = None  # exact bytes on disk for block-quantized types (GGUF)
+    location: str | None = field(default=None, compare=False)  # where the values live, when the name does not
+    # say it (an HDF5 dataset path); analyzers.weights reads a tensor's values from there
 
     @property
     def numel(self) -> int:
