@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("app.cli.inspect", "Print what a checkpoint holds: layers, parameters, bytes, memory what-ifs."),
     "run": ("app.cli.run", "Run a model on an input and print its prediction, latency and memory."),
     "attribute": ("app.cli.attribute", "Compute a saliency / attribution map for a model and an input."),
+    "report": ("app.cli.report", "Write an analysis report: HTML, PDF, Markdown, JSON or CSV."),
 }
 
 
@@ -61,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list and args_list[0] in COMMANDS:
         parser = build_parser(only=args_list[0])
         args = parser.parse_args(args_list)
+        args.argv = args_list  # what `report` writes as the command that reproduces it
         module = importlib.import_module(COMMANDS[args.command][0])
         return guarded(module.run, args)
     if args_list and args_list[0] in ("-h", "--help") and importlib.util.find_spec("app.gui") is None:
