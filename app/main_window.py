@@ -22,7 +22,7 @@ from app.settings import Settings
 
 if TYPE_CHECKING:  # imported when first needed, so that the window paints sooner
     from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
-    from PySide6.QtWidgets import QMessageBox
+    from PySide6.QtWidgets import QMenu, QMessageBox
 
     from analyzers.loaders import LoadOptions
     from app.actions import Actions
@@ -150,6 +150,10 @@ class MainWindow(QMainWindow):
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(widget)
         return self.tabs.addTab(scroll, title)
+
+    def menu(self, name: str) -> QMenu:
+        """The window's File, View or Help menu ("file", "view", "help"), for features to add their actions."""
+        return self._menus[name]
 
     def select_layer(self, path: str) -> None:
         """Select the layer at `path` in the tree (and so in the inspector and the charts)."""
