@@ -49,6 +49,8 @@ def _job(models: Any, request: dict) -> Callable[[CancelToken], Steps[Any]]:
         return lambda token: live_jobs.run_job(models, request["ref"], request["settings"], token)
     if op == "attribute":
         return lambda token: live_jobs.attribute_job(models, request["ref"], request["settings"], token)
+    if op == "attention":
+        return lambda token: live_jobs.attention_job(models, request["ref"], request["settings"], token)
     if op == "devices":
         return live_jobs.devices_job
     if op == "warm":

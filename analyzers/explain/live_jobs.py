@@ -22,6 +22,8 @@ from analyzers.explain.inputs import (
     text_for,
 )
 from analyzers.explain.requests import (
+    AttentionOutcome,
+    AttentionSettings,
     AttributeOutcome,
     AttributeSettings,
     InputChoice,
@@ -166,6 +168,15 @@ def attribute_job(models: LiveModels, ref: ModelRef, settings: AttributeSettings
     if settings.sanity:
         sanity = yield from randomization_check(live, result, settings.sanity_layers, settings.request.seed, token)
     return AttributeOutcome(result, sanity, live.layers(), live.default_layer(), live.describe())
+
+
+def attention_job(models: LiveModels, ref: ModelRef, settings: AttentionSettings, token: CancelToken
+                  ) -> Steps[AttentionOutcome]:
+    """Open (or reuse) the model, build the input and capture every attention layer's weights on it."""
+    live = yield from models.get(ref)
+    inp = build_input(live, settings.input)
+    result = yield from live.attention(inp, token, settings.top_k)
+    return AttentionOutcome(result, [*live.notes, *inp.notes, *result.notes], live.describe(), inp.describe())
 
 
 def hooks_job(models: LiveModels, _token: CancelToken) -> Steps[list[str]]:

@@ -85,3 +85,22 @@ class AttributeOutcome:
     layers: list[Any]
     default_layer: str | None
     model: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AttentionSettings:
+    """An attention request: the input, the device and how many classes the prediction beside the maps lists."""
+
+    input: InputChoice
+    device: str = "auto"
+    top_k: int = 5
+
+
+@dataclass(frozen=True)
+class AttentionOutcome:
+    """What an attention job hands back: every layer's maps (AttentionResult) and what it ran on."""
+
+    result: Any  # analyzers.explain.attention.AttentionResult
+    notes: list[str] = field(default_factory=list)
+    model: dict[str, Any] = field(default_factory=dict)  # LiveModel.describe()
+    input: dict[str, Any] = field(default_factory=dict)  # ModelInput.describe()

@@ -199,6 +199,46 @@ class KerasLiveModel(LiveModel):
             raw.parameters["output"] = f"logits (the final {bypassed} is bypassed)"
         return raw
 
+    def attention(self, inp: ModelInput, token: CancelToken | None = None, top_k: int = 5) -> Steps[Any]:
+        """Every keras.layers.MultiHeadAttention's per-head scores on `inp`: each layer's call is tapped to ask
+        for return_attention_scores=True for one pass (its own call is restored after); the prediction of the
+        same pass comes with them."""
+        import time
+
+        import keras
+
+        from analyzers.explain.attention import AttentionCollector
+        from analyzers.runtime.outputs import summarise_outputs
+
+        started = time.perf_counter()
+        found = [layer for layer in self.all_layers() if isinstance(layer, keras.layers.MultiHeadAttention)]
+        if not found:
+            raise LayerScopeError(sentence(self.path, "it has no attention LayerScope can read (no "
+                                                      "keras.layers.MultiHeadAttention layer)"))
+        collector = AttentionCollector()
+        yield Progress(1, 3, "Running the model with attention capture")
+        tf = _tf()
+        with contextlib.ExitStack() as taps, tf.device(self.device):
+            for layer in found:
+                taps.enter_context(_swapped_call(layer, _scores_tap(layer, collector, token)))
+            out = self.model(np.asarray(inp.array), training=False)
+        if not len(collector):
+            raise LayerScopeError(sentence(self.path, "none of its MultiHeadAttention layers ran on this input"))
+        yield Progress(2, 3, "Preparing the maps")
+        if isinstance(out, dict):
+            named = {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
+        elif isinstance(out, list | tuple):
+            named = {"logits": np.asarray(out[0], dtype=np.float32)}
+        else:
+            named = {"logits": np.asarray(out, dtype=np.float32)}
+        prediction = summarise_outputs(named, self.labels, top_k, inp, self.task)
+        image_hw = tuple(np.asarray(inp.display).shape[:2]) if inp.kind == "image" and inp.display is not None else None
+        result = collector.finish("keras-mha", inp.tokens, kind=inp.kind, image=inp.display, image_hw=image_hw,
+                                  prediction=prediction, device=self.device, framework="keras",
+                                  seconds=time.perf_counter() - started)
+        yield Progress(3, 3, "Attention captured")
+        return result
+
     @contextlib.contextmanager
     def logits(self) -> Iterator[str]:
         """While inside, the model returns pre-activation scores when it ends in softmax or sigmoid.
@@ -250,6 +290,30 @@ class KerasLiveModel(LiveModel):
 
         self.model = None
         keras.backend.clear_session()
+
+
+def _scores_tap(layer: Any, collector: Any, token: CancelToken | None) -> Callable[..., Any]:
+    """`layer.call` asking for its attention scores and handing them, with the key padding, to `collector`."""
+    original = layer.call
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if token is not None:
+            token.raise_if_cancelled()
+        wanted = bool(kwargs.pop("return_attention_scores", False))
+        output, scores = original(*args, return_attention_scores=True, **kwargs)
+        query = args[0] if args else kwargs.get("query")
+        value = args[1] if len(args) > 1 else kwargs.get("value")
+        key = args[2] if len(args) > 2 else kwargs.get("key")
+        mask = kwargs.get("value_mask") if kwargs.get("key_mask") is None else kwargs.get("key_mask")
+        valid = np.asarray(mask)[0].astype(bool) if mask is not None else None
+        query_mask = kwargs.get("query_mask")
+        query_valid = np.asarray(query_mask)[0].astype(bool) if query_mask is not None else None
+        same = query is value and (key is None or key is value)
+        causal = True if kwargs.get("use_causal_mask") else None
+        collector.add(layer.name, np.asarray(scores)[0], "self" if same else "cross", "", valid, query_valid, causal)
+        return (output, scores) if wanted else output
+
+    return call
 
 
 def _flat(model: Any) -> list[Any]:

@@ -17,6 +17,7 @@ from analyzers.runtime.outputs import Prediction, RunResult, Timing, summarise_o
 from analyzers.tasks import CancelToken, Progress, Steps
 
 if TYPE_CHECKING:
+    from analyzers.explain.attention import AttentionResult
     from analyzers.explain.attribution import AttributionRequest, RawAttribution
 
 
@@ -61,6 +62,15 @@ class LiveModel(ABC):
     def attribute(self, inp: ModelInput, request: AttributionRequest, token: CancelToken | None = None
                   ) -> Steps[RawAttribution]:
         """Compute `request` (its target already resolved) on `inp`; cancellable, leaves no hook behind."""
+
+    def attention(self, inp: ModelInput, token: CancelToken | None = None, top_k: int = 5
+                  ) -> Steps[AttentionResult]:
+        """Every attention layer's (heads, query, key) weights on `inp`, with the prediction of the same pass;
+        one sentence when the model has no attention LayerScope can read. Leaves no hook behind."""
+        from analyzers.errors import LayerScopeError, sentence
+
+        raise LayerScopeError(sentence(self.path, "LayerScope cannot read attention from this kind of model"))
+        yield  # a generator, like every step method
 
     @abstractmethod
     def randomized(self, top_layers: int = 1, seed: int = 0) -> LiveModel:

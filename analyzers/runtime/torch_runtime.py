@@ -319,6 +319,12 @@ class TorchLiveModel(LiveModel):
             forwards = guard.count
         return plan.finish(result, f_input, f_baseline, forwards)
 
+    def attention(self, inp: ModelInput, token: CancelToken | None = None, top_k: int = 5) -> Steps[Any]:
+        """Every attention layer's weights on `inp` (analyzers/runtime/attention_taps.py); no hook survives it."""
+        from analyzers.runtime.attention_taps import capture
+
+        return (yield from capture(self, inp, token, top_k))
+
     def _path_ends(self, fwd: Callable[..., torch.Tensor], x: torch.Tensor, extra: tuple | None, plan: Any,
                    target: int, text: bool) -> tuple[float, float]:
         """F at both ends of the IG path. For text the path runs in embedding space: its start is the model
