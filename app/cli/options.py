@@ -42,13 +42,18 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """Options every command that runs a model takes: the model, the input, the device, preprocessing."""
     p.add_argument("model", help="model file or folder (.keras/.h5, .pt/.pth full module or state_dict, TorchScript, "
                                  "Hugging Face folder)")
+    add_open_arguments(p)
+    add_input_arguments(p)
+
+
+def add_input_arguments(p: argparse.ArgumentParser) -> None:
+    """The input a model runs on, its device and the image preprocessing (run, attribute, report ...)."""
     p.add_argument("--input", metavar="FILE|TEXT|ARRAY.npy",
                    help="an image file, a .npy array (the batch axis is added), a text (quoted), a .txt file, "
                         "random[:SHAPE] (e.g. random:1x28x28), or sample[:N] for a bundled model's samples; "
                         "default: a bundled model's default sample")
     p.add_argument("--device", default="auto", metavar="DEVICE",
                    help=f"{'|'.join(DEVICE_CHOICES)} (default auto: CUDA, else Apple MPS, else CPU); cuda:N picks a GPU")
-    add_open_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="seed for random inputs and random draws (default 0)")
     pre = p.add_argument_group("image preprocessing (default: the sample manifest's, else [0, 1] at the model's size)")
     pre.add_argument("--size", metavar="HxW", help="resize images to H x W")
@@ -107,11 +112,11 @@ def preprocess_from(args: argparse.Namespace, live: Any) -> Preprocess:
     return pre.with_changes(**changes) if changes else pre
 
 
-def open_from_args(args: argparse.Namespace, progress: Any) -> Any:
-    """The live model named by the arguments, on the requested device."""
+def open_from_args(args: argparse.Namespace, progress: Any, model: str | None = None) -> Any:
+    """The live model named by the arguments (or `model`), on the requested device."""
     from analyzers.runtime import open_live_model
 
-    return drive(open_live_model(args.model, options_from(args), args.device), progress)
+    return drive(open_live_model(model or args.model, options_from(args), args.device), progress)
 
 
 def input_choice_from(args: argparse.Namespace, live: Any) -> InputChoice:

@@ -1,0 +1,199 @@
+"""The report as one self-contained HTML page: inline CSS, charts as inline SVG, pictures as data URIs,
+a small inline script to sort and filter the layer table; no request of any kind leaves the page.
+
+Jinja2 with autoescaping renders it: every name from a checkpoint reaches the page as text (a layer
+called `<script>` shows as those characters), in the table, the charts and the notes alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from analyzers.report.model import Chart, Report, layer_table, memory_rows
+from analyzers.summary.memory import human_bytes, human_count
+
+BAR_COLOURS = {"params": "#3b78c2", "bytes": "#2a9d74"}
+
+
+def svg_bar_chart(chart: Chart, width: int = 640) -> str:
+    """A horizontal bar chart as an inline SVG element (labels escaped, long ones shortened)."""
+    from markupsafe import escape
+
+    bars = chart.bars
+    row, label_w, text_w = 22, 190, 150
+    height = 30 + row * len(bars)
+    top = max((v for _, v, _ in bars), default=0.0) or 1.0
+    plot_w = width - label_w - text_w
+    colour = BAR_COLOURS.get(chart.unit, "#666")
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(chart.title)}">',
+             f'<text x="0" y="16" class="chart-title">{escape(chart.title)}</text>']
+    for i, (label, value, text) in enumerate(bars):
+        y = 26 + i * row
+        shown = label if len(label) <= 28 else label[:27] + "…"
+        w = max(1.0, plot_w * value / top) if value > 0 else 0.0
+        parts.append(f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end" class="bar-label">'
+                     f'<title>{escape(label)}</title>{escape(shown)}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row - 7}" fill="{colour}"/>')
+        parts.append(f'<text x="{label_w + w + 6:.1f}" y="{y + 14}" class="bar-text">{escape(text)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def data_uri(png: bytes) -> str:
+    """A PNG as a data: URI (the page needs no file beside it)."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+TEMPLATE = r"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<title>LayerScope report: {{ report.title }}</title>
+<style>
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2430;margin:24px auto;max-width:1100px;padding:0 16px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;border-bottom:1px solid #d7dce3;padding-bottom:4px;margin-top:28px}
+h3{font-size:15px;margin:18px 0 6px}.muted{color:#5a6472}.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;word-break:break-all}
+table{border-collapse:collapse;width:100%;margin:6px 0 12px}th,td{border-bottom:1px solid #e3e7ec;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f3f5f8;font-weight:600;cursor:default}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+table.layers th{cursor:pointer}table.layers td.path{word-break:break-all}
+.kv td:first-child{width:210px;color:#5a6472}.chart{display:block;margin:8px 0}.chart-title{font-weight:600;font-size:13px}
+.bar-label,.bar-text{font-size:11px;fill:#1d2430}.pictures{display:flex;flex-wrap:wrap;gap:16px}
+figure{margin:0}figure img{max-width:420px;image-rendering:pixelated;border:1px solid #d7dce3}figcaption{font-size:12px;color:#5a6472;max-width:420px}
+.note{background:#fff8e1;border-left:3px solid #e0a800;padding:4px 8px;margin:4px 0}.filter{margin:4px 0;padding:3px 6px;width:260px}
+@media print{body{max-width:none;margin:0}.filter{display:none}h2{break-after:avoid}table{break-inside:auto}tr{break-inside:avoid}}
+</style></head><body>
+<h1>{{ report.title }}</h1>
+<div class="muted">LayerScope report · {{ report.created }}</div>
+{% for m in report.models %}
+<section class="model">
+{% if report.models|length > 1 %}<h2>Model {{ "AB"[loop.index0] }}: {{ m.name }}</h2>{% endif %}
+{% if report.includes("header") %}
+<h2>Source</h2>
+<table class="kv">
+<tr><td>Model</td><td>{{ m.name }}</td></tr>
+<tr><td>Path</td><td class="mono">{{ m.path }}</td></tr>
+<tr><td>Format / framework</td><td>{{ m.format }} / {{ m.framework or "—" }}</td></tr>
+<tr><td>Size on disk</td><td>{{ hb(m.size_bytes) }} ({{ "{:,}".format(m.size_bytes) }} bytes)</td></tr>
+<tr><td>SHA-256</td><td class="mono">{{ m.combined_sha256 }}{% if m.files|length > 1 %} (of {{ m.files|length }} files' digests){% endif %}</td></tr>
+{% if m.files|length > 1 %}<tr><td>Files</td><td class="mono">{% for f in m.files %}{{ f.path }} · {{ hb(f.size) }} · {{ f.sha256 }}<br>{% endfor %}</td></tr>{% endif %}
+<tr><td>Report date</td><td>{{ report.created }}</td></tr>
+<tr><td>Versions</td><td>{% for k, v in report.versions.items() %}{{ k }} {{ v }}{% if not loop.last %}, {% endif %}{% endfor %}</td></tr>
+{% if report.device %}<tr><td>Device</td><td>{{ report.device }}</td></tr>{% endif %}
+<tr><td>Reproduce</td><td class="mono">{{ report.command }}</td></tr>
+</table>
+{% endif %}
+{% if report.includes("totals") %}
+{% set t = m.summary_doc.totals %}
+<h2>Totals</h2>
+<table class="kv">
+<tr><td>Parameters</td><td>{{ "{:,}".format(t.params) }} ({{ hc(t.params) }})</td></tr>
+<tr><td>Trainable / non-trainable</td><td>{{ "{:,}".format(t.trainable_params) }} / {{ "{:,}".format(t.non_trainable_params) }}</td></tr>
+<tr><td>Buffers</td><td>{{ "{:,}".format(t.buffers) }} values</td></tr>
+<tr><td>Parameter bytes</td><td>{{ hb(t.param_bytes) }}</td></tr>
+<tr><td>Bytes by dtype</td><td>{% for d, b in t.bytes_by_dtype.items() %}{{ d }} {{ hb(b) }}{% if not loop.last %}, {% endif %}{% endfor %}</td></tr>
+</table>
+{% endif %}
+{% if report.includes("notes") and m.notes %}
+<h2>Notes</h2>{% for n in m.notes %}<div class="note">{{ n }}</div>{% endfor %}
+{% endif %}
+{% if report.includes("charts") %}
+<h2>Charts</h2>{% for c in m.charts %}{{ svg(c) }}{% endfor %}
+{% endif %}
+{% if report.includes("layers") %}
+{% set rows = layers(m) %}
+<h2>Layers <span class="muted">(to depth {{ m.layer_depth }}; {{ rows|length }} rows)</span></h2>
+<input class="filter" type="search" placeholder="Filter by name or type" aria-label="Filter layers">
+<table class="layers"><thead><tr><th>Layer</th><th>Type</th><th class="num">Own params</th><th class="num">Total params</th><th class="num">% of model</th><th class="num">Bytes</th><th>Dtypes</th><th>Output shape</th><th class="num">FLOPs</th></tr></thead><tbody>
+{% for r in rows %}<tr data-depth="{{ r.depth }}"><td class="path">{{ "\u00a0\u00a0" * r.depth }}{{ r.path or "(model)" }}</td><td>{{ r.type }}</td><td class="num">{{ "{:,}".format(r.params) }}</td><td class="num">{{ "{:,}".format(r.params_total) }}</td><td class="num">{{ "%.2f"|format(r.percent) }}</td><td class="num" data-v="{{ r.bytes_total }}">{{ hb(r.bytes_total) }}</td><td>{{ r.dtypes|join(", ") }}</td><td>{{ r.output_shape if r.output_shape is not none else "" }}</td><td class="num">{{ "{:,}".format(r.flops) if r.flops is not none else "" }}</td></tr>
+{% endfor %}</tbody></table>
+{% endif %}
+{% if report.includes("memory") %}
+<h2>Memory what-ifs</h2>
+<table><thead><tr><th>What</th><th class="num">Bytes</th><th>Formula</th></tr></thead><tbody>
+{% for label, b, formula in memory(m) %}<tr><td>{{ label }}</td><td class="num">{{ hb(b) }}</td><td class="muted">{{ formula }}</td></tr>{% endfor %}
+</tbody></table>
+{% if m.memory.assumptions %}<h3>Assumptions</h3><ul>{% for a in m.memory.assumptions %}<li>{{ a }}</li>{% endfor %}</ul>{% endif %}
+{% endif %}
+{% if report.includes("run") and m.run %}
+<h2>Run</h2>
+<table class="kv">
+<tr><td>Input</td><td>{{ m.run.input.source }} {{ m.run.input.shape }}</td></tr>
+<tr><td>Device</td><td>{{ m.run.device }}</td></tr>
+{% if m.run.latency %}<tr><td>Latency</td><td>{{ "%.3f"|format(m.run.latency.median_ms) }} ms median of {{ m.run.latency.runs }} runs</td></tr>{% endif %}
+{% if m.run.prediction.answer %}<tr><td>Answer</td><td>{{ m.run.prediction.answer.text }}</td></tr>{% endif %}
+</table>
+{% if m.run.prediction.top %}<table><thead><tr><th class="num">Index</th><th>Label</th><th class="num">Probability</th><th class="num">Score</th></tr></thead><tbody>
+{% for c in m.run.prediction.top %}<tr><td class="num">{{ c.index }}</td><td>{{ c.label }}</td><td class="num">{{ pct(c.probability) }}</td><td class="num">{{ "%.4g"|format(c.score) }}</td></tr>{% endfor %}
+</tbody></table>{% endif %}
+{% endif %}
+{% if report.includes("attribution") and m.attributions %}
+<h2>Attribution</h2>
+<div class="pictures">{% for p in m.pictures %}<figure><img alt="{{ p.caption }}" src="{{ uri(p.png) }}"><figcaption>{{ p.caption }}</figcaption></figure>{% endfor %}</div>
+{% for a in m.attributions %}
+<h3>{{ a.method_title }}</h3>
+<table class="kv">
+<tr><td>Target</td><td>{{ a.target.index }} ({{ a.target.label }})</td></tr>
+<tr><td>Parameters</td><td class="mono">{{ params(a.parameters) }}</td></tr>
+<tr><td>Cost</td><td>{{ "%.3f"|format(a.seconds) }} s, {{ a.forward_passes }} forward passes on {{ a.device }}</td></tr>
+{% if a.completeness_sentence %}<tr><td>Completeness</td><td>{{ a.completeness_sentence }}</td></tr>{% endif %}
+{% if a.sanity %}<tr><td>Randomisation check</td><td>{{ a.sanity.verdict }} (Spearman {{ "%.3f"|format(a.sanity.spearman_abs) }})</td></tr>{% endif %}
+</table>
+{% for n in a.notes %}<div class="note">{{ n }}</div>{% endfor %}
+{% endfor %}
+{% endif %}
+{% if report.includes("attention") and m.attention %}
+<h2>Attention</h2>
+<div class="pictures">{% for p in m.attention_pictures %}<figure><img alt="{{ p.caption }}" src="{{ uri(p.png) }}"><figcaption>{{ p.caption }}</figcaption></figure>{% endfor %}</div>
+<pre class="mono">{{ dumps(m.attention) }}</pre>
+{% endif %}
+{% if report.includes("weights") and m.weights %}
+<h2>Weights</h2><pre class="mono">{{ dumps(m.weights) }}</pre>
+{% endif %}
+</section>
+{% endfor %}
+{% if report.includes("compare") and report.compare %}
+<h2>Comparison</h2>
+<div class="pictures">{% for p in report.compare_pictures %}<figure><img alt="{{ p.caption }}" src="{{ uri(p.png) }}"><figcaption>{{ p.caption }}</figcaption></figure>{% endfor %}</div>
+<pre class="mono">{{ dumps(report.compare) }}</pre>
+{% endif %}
+<script>
+(function(){
+  document.querySelectorAll("table.layers").forEach(function(table){
+    var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows), state = {};
+    table.querySelectorAll("th").forEach(function(th, col){
+      th.addEventListener("click", function(){
+        var dir = state[col] = state[col] === 1 ? -1 : 1;
+        var key = function(tr){ var td = tr.cells[col]; var v = td.getAttribute("data-v") || td.textContent.replace(/,/g, "").trim(); var n = parseFloat(v); return isNaN(n) ? v.toLowerCase() : n; };
+        rows.slice().sort(function(a, b){ var x = key(a), y = key(b); return (x > y ? 1 : x < y ? -1 : 0) * dir; }).forEach(function(tr){ body.appendChild(tr); });
+      });
+    });
+    var filter = table.previousElementSibling;
+    if (filter && filter.classList.contains("filter")) filter.addEventListener("input", function(){
+      var q = filter.value.toLowerCase();
+      rows.forEach(function(tr){ tr.style.display = (tr.cells[0].textContent + " " + tr.cells[1].textContent).toLowerCase().indexOf(q) >= 0 ? "" : "none"; });
+    });
+  });
+})();
+</script>
+</body></html>
+"""
+
+
+def _params(parameters: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in parameters.items())
+
+
+def render_html(report: Report) -> str:
+    """The report as one HTML page (a string)."""
+    import jinja2
+    from markupsafe import Markup
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
+    template = env.from_string(TEMPLATE)
+    return template.render(
+        report=report, hb=human_bytes, hc=human_count, svg=lambda c: Markup(svg_bar_chart(c)),
+        layers=layer_table, memory=memory_rows, uri=data_uri, params=_params,
+        pct=lambda p: "" if p != p else f"{100 * p:.2f}%",
+        dumps=lambda d: json.dumps(d, indent=1, default=str)[:200_000])
