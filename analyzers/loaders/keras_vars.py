@@ -96,11 +96,38 @@ def _flag(config: Mapping[str, object] | None, key: str) -> bool:
     return not (config is not None and config.get(key) is False)
 
 
+def quantization_mode(config: Mapping[str, object] | None) -> str | None:
+    """'int8' (or 'int4' ...) when a layer's dtype policy is Keras's QuantizedDTypePolicy, else None."""
+    policy = config.get("dtype") if config is not None else None
+    if isinstance(policy, Mapping) and "Quantized" in str(policy.get("class_name", "")):
+        inner = policy.get("config")
+        mode = inner.get("mode") if isinstance(inner, Mapping) else None
+        return str(mode) if mode else None
+    if isinstance(policy, str) and policy.startswith(("int8_from_", "int4_from_")):
+        return policy.split("_", 1)[0]
+    return None
+
+
+def _quantized_names(cls: str, config: Mapping[str, object] | None, n: int) -> list[tuple[str, bool]] | None:
+    """Keras's `variable_serialization_spec["int8"]`: the int8 kernel and its scale are frozen, the bias trains."""
+    if cls in ("Dense", "EinsumDense"):
+        names = [("kernel", False), ("bias", True), ("kernel_scale", False)]
+        if n == 2:  # no bias (use_bias off, or an EinsumDense without bias_axes)
+            names = [names[0], names[2]]
+        return names if len(names) == n else None
+    if cls == "Embedding":
+        return [("embeddings", False), ("embeddings_scale", False)] if n == 2 else None
+    return None
+
+
 def variable_names(cls: str, config: Mapping[str, object] | None, n: int) -> list[tuple[str, bool]] | None:
     """(name, trainable) of the `n` variables a built-in layer stores, in Keras's order.
 
     None when the class is not known here or its stored count does not fit the class's layout
-    (a quantized layer, a class from another Keras version): the caller then numbers them."""
+    (a class from another Keras version): the caller then numbers them. Layers quantised to int8 by
+    `model.quantize("int8")` store their kernel, bias and kernel scale."""
+    if quantization_mode(config) == "int8":
+        return _quantized_names(cls, config, n)
     if cls in BIASED:
         names = BIASED[cls]
         if n == len(names) or (n == len(names) - 1 and names[-1] == "bias"):
