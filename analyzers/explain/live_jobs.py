@@ -10,6 +10,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from analyzers.errors import LayerScopeError, sentence
 from analyzers.explain.inputs import (
     ModelInput,
@@ -26,6 +28,8 @@ from analyzers.explain.requests import (
     AttentionSettings,
     AttributeOutcome,
     AttributeSettings,
+    CompareOutcome,
+    CompareSettings,
     InputChoice,
     ModelRef,
     RunOutcome,
@@ -177,6 +181,68 @@ def attention_job(models: LiveModels, ref: ModelRef, settings: AttentionSettings
     inp = build_input(live, settings.input)
     result = yield from live.attention(inp, token, settings.top_k)
     return AttentionOutcome(result, [*live.notes, *inp.notes, *result.notes], live.describe(), inp.describe())
+
+
+def _choice_for(live: Any, choice: InputChoice, other: Any) -> InputChoice:
+    """A bundled sample for a model that has none: the other model's sample file (its own preprocessing)."""
+    if choice.kind != "sample" or live.sample is not None or other is None or other.sample is None:
+        return choice
+    picked = _sample_file(other, choice.value) or other.sample.default_sample
+    if other.sample.input.kind in ("text", "qa"):
+        return InputChoice("text", str(picked), choice.seed)
+    return InputChoice("auto", str(picked), choice.seed, default_preprocess(live))
+
+
+def _distribution(live: Any, inp: ModelInput, prediction: Any) -> Any:
+    from analyzers.compare.outputs import distribution
+
+    if prediction.kind != "classes":
+        return None
+    outputs = live.outputs(inp)
+    main = next(iter(outputs.values()))
+    return distribution(main.reshape(main.shape[0], -1)[0] if main.ndim else main, prediction.probabilities)
+
+
+def compare_job(models: LiveModels, ref_a: ModelRef, ref_b: ModelRef, settings: CompareSettings,
+                token: CancelToken) -> Steps[CompareOutcome]:
+    """Run both models (kept open together) on one input; with a method, attribute both, B on A's target."""
+    from analyzers.explain.attribution import AttributionRequest, attribute
+
+    runs, lives, inputs, probs = [], [], [], []
+    for ref in (ref_a, ref_b):
+        live = yield from models.get(ref)
+        lives.append(live)
+    for i, live in enumerate(lives):
+        choice = _choice_for(live, settings.run.input, lives[1 - i])
+        inp = build_input(live, choice)
+        yield Progress(i, 2, f"Running {'AB'[i]}: {live.path.name}")
+        result = yield from live.run(inp, settings.run.top_k, settings.run.warmup, settings.run.runs, token)
+        inputs.append(inp)
+        probs.append(_distribution(live, inp, result.prediction))
+        runs.append(RunOutcome(result, live.layers(), live.default_layer(), live.labels,
+                               [*live.notes, *inp.notes], live.describe(), inp.describe()))
+    notes: list[str] = []
+    maps: list[AttributeOutcome | None] = [None, None]
+    request = settings.request
+    if request is not None:
+        target = request.target
+        for i, live in enumerate(lives):
+            asked = request
+            if i == 1:  # B explains A's target, at its own layer of the same name (else its default)
+                shape = runs[1].result.prediction.output.shape
+                if target is not None and target >= (int(np.prod(shape)) if shape else 1):
+                    notes.append(f"B has no output {target}; its map explains its own prediction.")
+                    target = None
+                layer = request.layer if request.layer in {ref.path for ref in runs[1].layers} else None
+                asked = AttributionRequest(request.method, target, layer=layer, qa_output=request.qa_output,
+                                           seed=request.seed, internal_batch_size=request.internal_batch_size,
+                                           params=dict(request.params))
+            yield Progress(i, 2, f"Attributing {'AB'[i]}: {live.path.name}")
+            result = yield from attribute(live, inputs[i], asked, token, settings.run.top_k)
+            if i == 0:
+                target = result.target
+            maps[i] = AttributeOutcome(result, None, runs[i].layers, runs[i].default_layer, live.describe())
+    return CompareOutcome(runs[0], runs[1], probs[0], probs[1], maps[0], maps[1], notes)
 
 
 def hooks_job(models: LiveModels, _token: CancelToken) -> Steps[list[str]]:

@@ -104,3 +104,25 @@ class AttentionOutcome:
     notes: list[str] = field(default_factory=list)
     model: dict[str, Any] = field(default_factory=dict)  # LiveModel.describe()
     input: dict[str, Any] = field(default_factory=dict)  # ModelInput.describe()
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """A compare request: one input (and run settings) for both models, and optionally one attribution method
+    applied to both (B explains A's target, so both maps answer the same question)."""
+
+    run: RunSettings
+    request: AttributionRequest | None = None
+
+
+@dataclass(frozen=True)
+class CompareOutcome:
+    """Both models' runs on one input, their full output distributions and, when asked, both maps."""
+
+    a: RunOutcome
+    b: RunOutcome
+    probs_a: Any  # np.ndarray | None: the whole distribution (the run's prediction lists the top-k only)
+    probs_b: Any
+    attribution_a: AttributeOutcome | None = None
+    attribution_b: AttributeOutcome | None = None
+    notes: list[str] = field(default_factory=list)
