@@ -51,6 +51,12 @@ def _job(models: Any, request: dict) -> Callable[[CancelToken], Steps[Any]]:
         return lambda token: live_jobs.attribute_job(models, request["ref"], request["settings"], token)
     if op == "attention":
         return lambda token: live_jobs.attention_job(models, request["ref"], request["settings"], token)
+    if op == "compare":
+        return lambda token: live_jobs.compare_job(models, request["ref"], request["ref_b"], request["settings"], token)
+    if op == "drift":
+        from analyzers.compare.drift import drift_steps
+
+        return lambda token: drift_steps(request["a"], request["b"], token)
     if op == "devices":
         return live_jobs.devices_job
     if op == "warm":
