@@ -40,13 +40,16 @@ BUILDERS: dict[str, tuple[str, str, str | None, tuple[str, ...]]] = {
     "text_cnn_keras": ("build_keras", "build_text_cnn_keras", None, ("text_cnn_keras",)),
     "gan_keras": ("build_keras", "train_gan_keras", "gan_entries", ("gan_generator_keras", "gan_discriminator_keras")),
     "digits_cnn_torch": ("build_torch", "build_digits_torch", None, ("digits_cnn_torch",)),
+    "digits_variants_keras": ("build_compare", "build_digits_variants", None,
+                              ("digits_cnn_finetuned_keras", "digits_cnn_pruned_keras", "digits_cnn_int8_keras")),
     "attention_seq_torch": ("build_torch", "build_attention_seq_torch", None, ("attention_seq_torch",)),
     "transformer_text_torch": ("build_torch", "build_transformer_text_torch", None, ("transformer_text_torch",)),
     "bert_qa": ("build_torch", "build_bert_qa", None, ("bert_qa",)),
 }
 # Trained in a child process on the second core while this process builds everything else.
 SIDE_PROCESS = ("gan_keras",)
-ORDER = ("digits_cnn_keras", "digits_cnn_torch", "text_cnn_keras", "attention_seq_torch", "gan_generator_keras",
+ORDER = ("digits_cnn_keras", "digits_cnn_torch", "digits_cnn_finetuned_keras", "digits_cnn_pruned_keras",
+         "digits_cnn_int8_keras", "text_cnn_keras", "attention_seq_torch", "gan_generator_keras",
          "gan_discriminator_keras", "transformer_text_torch", "bert_qa")
 DOCS = REPO / "docs" / "samples.md"
 

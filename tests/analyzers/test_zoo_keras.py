@@ -16,7 +16,8 @@ from analyzers.tasks import drive
 pytestmark = pytest.mark.slow  # imports TensorFlow
 
 MODELS = {m.id: m for m in S.load_manifest()}
-KERAS_IDS = ["digits_cnn_keras", "text_cnn_keras", "gan_generator_keras", "gan_discriminator_keras"]
+KERAS_IDS = ["digits_cnn_keras", "text_cnn_keras", "gan_generator_keras", "gan_discriminator_keras",
+             "digits_cnn_finetuned_keras", "digits_cnn_pruned_keras", "digits_cnn_int8_keras"]
 
 
 @pytest.fixture(scope="module")
