@@ -39,11 +39,14 @@ def decorate_tree(
     *,
     attributes: Mapping[str, Mapping[str, object]] | None = None,
     output_shapes: Mapping[str, tuple] | None = None,
+    flops: Mapping[str, int] | None = None,
 ) -> LayerNode:
-    """A copy of the tree with attributes merged in and output shapes set, both by path (bottom-up, no recursion)."""
+    """A copy of the tree with attributes merged in and output shapes and FLOPs set, all by path (bottom-up,
+    no recursion)."""
     attributes = attributes or {}
     output_shapes = output_shapes or {}
-    if not attributes and not output_shapes:
+    flops = flops or {}
+    if not attributes and not output_shapes and not flops:
         return root
     order: list[LayerNode] = []
     stack = [root]
@@ -58,5 +61,7 @@ def decorate_tree(
             changes["attributes"] = {**node.attributes, **attributes[node.path]}
         if node.path in output_shapes:
             changes["output_shape"] = output_shapes[node.path]
+        if node.path in flops:
+            changes["flops"] = flops[node.path]
         rebuilt[id(node)] = dataclasses.replace(node, **changes)
     return rebuilt[id(root)]

@@ -192,10 +192,15 @@ def _keras_tensors(value: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _node_inputs(node: Any, produced: Mapping[str, Shape | None]) -> list[Shape | None]:
-    """Input shapes of one call: Keras 3 records them in the node; Keras 2 names the producing layer."""
+def _node_inputs(node: Any, produced: Mapping[str, Shape | None], recorded: bool = True) -> list[Shape | None]:
+    """Input shapes of one call: Keras 3 records them in the node (`recorded`; else they are taken from the
+    producing layer, as for Keras 2, whose nodes name it)."""
     if isinstance(node, dict):
-        return [_shape(t.get("shape")) for t in _keras_tensors(node.get("args", []))]
+        tensors = _keras_tensors(node.get("args", []))
+        if recorded:
+            return [_shape(t.get("shape")) for t in tensors]
+        return [produced.get(hist[0]) if isinstance(hist := t.get("keras_history"), list) and hist
+                and isinstance(hist[0], str) else None for t in tensors]
     if isinstance(node, list):  # Keras 2: [[layer_name, node_index, tensor_index, kwargs], ...]
         return [produced.get(item[0]) if isinstance(item, list) and item and isinstance(item[0], str) else None
                 for item in node]
@@ -217,10 +222,13 @@ def _history_shapes(layers: list[ConfigLayer]) -> dict[str, Shape | None]:
     return out
 
 
-def _layer_output(layer: ConfigLayer, ins: list[Shape | None], out: dict[int, Shape], depth: int) -> Shape | None:
+def _layer_output(layer: ConfigLayer, ins: list[Shape | None], out: dict[int, Shape], depth: int,
+                  override: Shape | None = None) -> Shape | None:
     if "layers" in layer.containers:
         return _model_output(layer, ins[0] if len(ins) == 1 else None, out, depth + 1)
     if layer.cls == "InputLayer":
+        if override is not None:
+            return override
         return _shape(layer.config.get("batch_shape") or layer.config.get("batch_input_shape"))
     if not ins or any(s is None for s in ins):
         return None
@@ -230,7 +238,8 @@ def _layer_output(layer: ConfigLayer, ins: list[Shape | None], out: dict[int, Sh
         return None
 
 
-def _model_output(model: ConfigLayer, given: Shape | None, out: dict[int, Shape], depth: int) -> Shape | None:
+def _model_output(model: ConfigLayer, given: Shape | None, out: dict[int, Shape], depth: int,
+                  override: Shape | None = None) -> Shape | None:
     layers = model.containers.get("layers", [])
     if depth > MAX_NESTING or not layers:
         return None
@@ -238,13 +247,16 @@ def _model_output(model: ConfigLayer, given: Shape | None, out: dict[int, Shape]
                      for layer in layers)
     if not functional:
         build = model.config.get("build_input_shape")
-        current = given or _shape(build)
+        current = override or given or _shape(build)
         for layer in layers:
             build = layer.entry.get("build_config")
             declared = build.get("input_shape") if isinstance(build, dict) else None
             # Keras 2 puts the model's input on its first layer; build_config may hold a concrete batch size
             current = current or _shape(layer.config.get("batch_input_shape")) or _shape(declared)
-            shape = _layer_output(layer, [current] if current is not None else [], out, depth)
+            if override is not None and layer.cls == "InputLayer":
+                shape: Shape | None = override
+            else:
+                shape = _layer_output(layer, [current] if current is not None else [], out, depth)
             if shape is not None:
                 out[id(layer)] = shape
             current = shape
@@ -254,9 +266,10 @@ def _model_output(model: ConfigLayer, given: Shape | None, out: dict[int, Shape]
     for layer in layers:
         nodes = layer.entry.get("inbound_nodes")
         calls = len(nodes) if isinstance(nodes, list) else 0
-        ins = _node_inputs(nodes[0], produced) if calls else []
-        computed = _layer_output(layer, ins, out, depth)
-        shape = None if calls > 1 else recorded.get(layer.name) or computed
+        ins = _node_inputs(nodes[0], produced, override is None) if calls else []
+        computed = _layer_output(layer, ins, out, depth, override)
+        # the saved shapes are those of the saved input; another input size keeps only what follows from it
+        shape = None if calls > 1 else computed if override is not None else recorded.get(layer.name) or computed
         produced[layer.name] = shape
         if shape is not None:
             out[id(layer)] = shape
@@ -268,10 +281,13 @@ def _model_output(model: ConfigLayer, given: Shape | None, out: dict[int, Shape]
     return None
 
 
-def output_shapes(root: ConfigLayer) -> dict[int, Shape]:
-    """Output shape of each layer (keyed by `id(layer)`) that the config lets one compute; the root's too."""
+def output_shapes(root: ConfigLayer, input_shape: Shape | None = None) -> dict[int, Shape]:
+    """Output shape of each layer (keyed by `id(layer)`) that the config lets one compute; the root's too.
+
+    With `input_shape` (batch first) the model's input is that instead of the saved one, and every shape is
+    computed from it (the shapes the config recorded belong to the saved input)."""
     out: dict[int, Shape] = {}
-    shape = _model_output(root, None, out, 0)
+    shape = _model_output(root, None, out, 0, input_shape)
     if shape is not None:
         out[id(root)] = shape
     return out

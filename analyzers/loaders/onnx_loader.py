@@ -333,6 +333,7 @@ class _GraphTree:
         self.builder = TreeBuilder("Graph")
         self.names = _Names()
         self.output_shapes: dict[str, tuple] = {}
+        self.op_paths: list[tuple[Any, str]] = []  # (NodeProto, its path) of every op, for FLOPs by node
         self.external_files: dict[str, bool] = {}
         self.constants = [0, 0]  # constant tensors counted as parameters, as buffers
         self.sparse = 0
@@ -381,6 +382,7 @@ class _GraphTree:
                 attrs["domain"] = display_name(node.domain, 80)
             op_type = node.op_type
             builder.add_node(op_path, op_type if op_type.isidentifier() else display_name(op_type, 80), attrs)
+            self.op_paths.append((node, op_path))
             if node.output and node.output[0] in shapes:
                 self.output_shapes[op_path] = shapes[node.output[0]]
             graphs = _graphs_of(node)

@@ -135,3 +135,32 @@ def render_markdown(summary: ModelSummary, depth: int | None = DEFAULT_TABLE_DEP
     out.extend(f"- {a}" for a in report.assumptions)
     out.extend(f"- Note: {n}" for n in summary.notes)
     return "\n".join(out) + "\n"
+
+
+def render_shapes(summary: ModelSummary, caption: str, depth: int | None = DEFAULT_TABLE_DEPTH,
+                  markdown: bool = False, notes: tuple[str, ...] = ()) -> str:
+    """`inspect --shapes --flops`: each layer's output shape and FLOPs (with what they are for), as text or
+    Markdown; a layer without a figure says 'unknown'."""
+    from analyzers.summary.shapes import human_flops, shape_text
+
+    lines = tree_lines(summary, depth)
+    if markdown:
+        out = ["", "## Output shapes and FLOPs", "", caption, "", "| Layer | Output shape | FLOPs |", "|---|---|---:|"]
+        for label, node in lines:
+            flops = f"{node.flops:,}" if node.flops is not None else "unknown"
+            out.append(f"| `{label.strip()}` | {shape_text(node.output_shape) or 'unknown'} | {flops} |")
+    else:
+        name_w = min(max(len(label) for label, _ in lines) + 2, 90)
+        header = f"{'Layer (type)':<{name_w}}{'Output shape':>26}{'FLOPs':>22}"
+        rule = "=" * len(header)
+        out = [caption, rule, header, rule]
+        for label, node in lines:
+            if len(label) > name_w - 1:
+                label = label[: name_w - 2] + "…"
+            shape = shape_text(node.output_shape) or "unknown"
+            flops = f"{node.flops:,}" if node.flops is not None else "unknown"
+            out.append(f"{label:<{name_w}}{shape:>26}{flops:>22}")
+        out.append(rule)
+        out.append(f"Total: {human_flops(summary.root.flops)}")
+    out.extend(f"Note: {n}" for n in notes)
+    return "\n".join(out) + "\n"

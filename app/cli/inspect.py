@@ -33,6 +33,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--names-only", action="store_true",
                    help="HF folders: tree of tensor names from the headers, no framework import")
     p.add_argument("--no-tensors", action="store_true", help="JSON: leave out each layer's tensor list")
+    p.add_argument("--shapes", action="store_true",
+                   help="each layer's output shape, from one forward pass on the meta device (PyTorch, no weights "
+                        "read), the saved config (Keras) or onnx.shape_inference")
+    p.add_argument("--flops", action="store_true",
+                   help="each layer's FLOPs (2 x multiply-adds: matrix products, convolutions, attention, "
+                        "normalisation) for the input size")
+    p.add_argument("--input-shape", metavar="SHAPE", default=None,
+                   help="input size for --shapes/--flops, batch first: 1x128 (tokens) or 1x3x224x224 (an image); "
+                        "default: the sample manifest's, config.json's or the saved model's")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +56,16 @@ def run(args: argparse.Namespace) -> int:
 
         options = bundled_options(Path(args.path), options_from(args))
         summary = drive(open_model(args.path, options), progress)
+        report = None
+        if args.shapes or args.flops or args.input_shape:
+            from analyzers.loaders.shape_inference import infer_shapes
+            from analyzers.summary.shapes import apply_report, parse_shape_text
+
+            requested = parse_shape_text(args.input_shape) if args.input_shape else None
+            report = drive(infer_shapes(summary, requested, trust=options.trust), progress)
+            if requested is not None and not report.shapes and report.shapes_reason:
+                raise LayerScopeError(report.shapes_reason)  # the shape asked for does not fit the model
+            summary = apply_report(summary, report)
     finally:
         progress.close()
     fmt = args.format or "table"
@@ -55,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
 
         doc = summary_to_json(summary, depth=args.depth, batch=args.batch, seq_len=args.seq_len,
                               tensors=not args.no_tensors)
+        if report is not None:
+            doc["shapes"] = report.to_json()
         # Indented for a person at a terminal, compact for a pipe (70B: 0.5 MB instead of 1.3 MB).
         if sys.stdout.isatty():
             json.dump(doc, sys.stdout, indent=1)
@@ -67,4 +88,10 @@ def run(args: argparse.Namespace) -> int:
         depth = args.depth if args.depth is not None else DEFAULT_TABLE_DEPTH
         render = render_markdown if fmt == "markdown" else render_table
         sys.stdout.write(render(summary, depth=depth, batch=args.batch, seq_len=args.seq_len))
+        if report is not None:
+            from analyzers.summary.table import render_shapes
+
+            notes = tuple(r for r in (report.shapes_reason, report.flops_reason) if r) + tuple(report.notes)
+            sys.stdout.write(render_shapes(summary, report.caption(), depth, fmt == "markdown",
+                                           tuple(dict.fromkeys(notes))))
     return 0
