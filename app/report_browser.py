@@ -85,14 +85,20 @@ def _page(html_file: Path, parent: Any = None) -> tuple[Any, Any, PageCheck]:
     interceptor = Interceptor(profile)
     profile.setUrlRequestInterceptor(interceptor)
     page = Page(profile, profile)  # the page dies with its profile, never after it
+    from PySide6.QtWebEngineCore import QWebEngineSettings
+
+    # A file page may not reach remote URLs by default, which would hide such a request from the count: let it
+    # ask, so the interceptor sees (and blocks) every request the page makes.
+    page.settings().setAttribute(QWebEngineSettings.WebAttribute.LocalContentCanAccessRemoteUrls, True)
     page.own_profile = profile  # the wrapper keeps the (parentless) profile alive as long as the page is used
+    page.own_interceptor = interceptor  # and the interceptor's Python override (a collected wrapper is bypassed)
     return page, QUrl.fromLocalFile(str(html_file.resolve())), check
 
 
 def _dispose(app: Any, page: Any) -> None:
     """Delete the page, then its profile (Qt warns, and can crash, when a profile outlives its pages' end)."""
     profile = page.own_profile
-    page.own_profile = None
+    page.own_profile = page.own_interceptor = None
     page.deleteLater()
     app.processEvents()
     profile.deleteLater()

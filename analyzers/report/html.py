@@ -8,6 +8,7 @@ called `<script>` shows as those characters), in the table, the charts and the n
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from typing import Any
 
@@ -185,14 +186,20 @@ def _params(parameters: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in parameters.items())
 
 
-def render_html(report: Report) -> str:
-    """The report as one HTML page (a string)."""
+@functools.lru_cache(maxsize=1)
+def _template() -> Any:
+    """The compiled page template (compiling it costs more than rendering a 70B model's table)."""
     import jinja2
-    from markupsafe import Markup
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
-    template = env.from_string(TEMPLATE)
-    return template.render(
+    return env.from_string(TEMPLATE)
+
+
+def render_html(report: Report) -> str:
+    """The report as one HTML page (a string)."""
+    from markupsafe import Markup
+
+    return _template().render(
         report=report, hb=human_bytes, hc=human_count, svg=lambda c: Markup(svg_bar_chart(c)),
         layers=layer_table, memory=memory_rows, uri=data_uri, params=_params,
         pct=lambda p: "" if p != p else f"{100 * p:.2f}%",

@@ -180,16 +180,20 @@ def charts_for(summary: ModelSummary, memory: MemoryReport) -> list[Chart]:
 
 
 def model_section(summary: ModelSummary, depth: int, token: CancelToken | None = None, batch: int = 1,
-                  seq_len: int | None = None) -> Steps[ModelSection]:
-    """One model's section: header with file digests, the summary document, memory what-ifs and charts."""
+                  seq_len: int | None = None, digests: bool = True) -> Steps[ModelSection]:
+    """One model's section: header with file digests (`digests=False`: sizes only, for benchmarks of the
+    rendering), the summary document, memory what-ifs and charts."""
     files = _files_of(summary)
-    digests = yield from digest_files(files, token)
+    if digests:
+        digests_found = yield from digest_files(files, token)
+    else:
+        digests_found = [FileDigest(str(p), p.stat().st_size, "0" * 64) for p in files]
     memory = estimate_memory(summary, batch=batch, seq_len=seq_len)
     doc = summary_to_json(summary, depth=None, batch=batch, seq_len=seq_len, tensors=False)
     source = summary.source
     name = Path(source.path).name or source.path
-    size = source.size_bytes if source.size_bytes is not None else sum(d.size for d in digests)
-    return ModelSection(name, source.path, source.format, source.framework, size, digests, summary, doc, depth,
+    size = source.size_bytes if source.size_bytes is not None else sum(d.size for d in digests_found)
+    return ModelSection(name, source.path, source.format, source.framework, size, digests_found, summary, doc, depth,
                         memory, charts_for(summary, memory), list(summary.notes))
 
 
