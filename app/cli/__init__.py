@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("app.cli.inspect", "Print what a checkpoint holds: layers, parameters, bytes, memory what-ifs."),
     "run": ("app.cli.run", "Run a model on an input and print its prediction, latency and memory."),
     "attribute": ("app.cli.attribute", "Compute a saliency / attribution map for a model and an input."),
+    "attention": ("app.cli.attention", "Capture every attention layer x head of a model on an input (maps, rollout)."),
     "weights": ("app.cli.weights", "Weight statistics, quantisation and pruning previews (and the zoo's accuracy after)."),
     "compare": ("app.cli.compare", "Compare two models: aligned layers, weight drift, the same input through both."),
     "report": ("app.cli.report", "Write an analysis report: HTML, PDF, Markdown, JSON or CSV."),

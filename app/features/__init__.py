@@ -10,7 +10,7 @@ import importlib
 import importlib.util
 from typing import Any
 
-FEATURE_MODULES = ("app.features.explain", "app.features.report")
+FEATURE_MODULES = ("app.features.explain", "app.features.attention", "app.features.report")
 
 
 def install_features(window: Any) -> list[Any]:
