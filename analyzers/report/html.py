@@ -125,6 +125,7 @@ figure{margin:0}figure img{max-width:420px;image-rendering:pixelated;border:1px 
 {% if m.run.latency %}<tr><td>Latency</td><td>{{ "%.3f"|format(m.run.latency.median_ms) }} ms median of {{ m.run.latency.runs }} runs</td></tr>{% endif %}
 {% if m.run.prediction.answer %}<tr><td>Answer</td><td>{{ m.run.prediction.answer.text }}</td></tr>{% endif %}
 </table>
+{% for n in m.run.input.notes %}<div class="note">{{ n }}</div>{% endfor %}
 {% if m.run.prediction.top %}<table><thead><tr><th class="num">Index</th><th>Label</th><th class="num">Probability</th><th class="num">Score</th></tr></thead><tbody>
 {% for c in m.run.prediction.top %}<tr><td class="num">{{ c.index }}</td><td>{{ c.label }}</td><td class="num">{{ pct(c.probability) }}</td><td class="num">{{ "%.4g"|format(c.score) }}</td></tr>{% endfor %}
 </tbody></table>{% endif %}

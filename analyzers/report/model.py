@@ -269,7 +269,7 @@ def attach_attribution(section: ModelSection, attribution: Any, sanity: Any = No
     from analyzers.explain.display import default_sign, render_overlay, render_tokens
     from analyzers.explain.sanity import completeness_sentence
 
-    doc = attribution.to_json()
+    doc = {"schema": "layerscope.attribution/1", **attribution.to_json()}
     if attribution.completeness is not None:
         doc["completeness_sentence"] = completeness_sentence(attribution)
     if sanity is not None:
