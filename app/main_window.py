@@ -70,6 +70,7 @@ class MainWindow(QMainWindow):
         self.job_status: JobStatus | None = None
         self.actions: Actions | None = None
         self.session = ModelSession("A", self)  # the open model; features bind to it
+        self.session_b: ModelSession | None = None  # compare mode's second model (app/features/compare.py)
         self.last_error: str | None = None
         self.error_dialog: QMessageBox | None = None
         self.trust_dialog: TrustDialog | None = None
@@ -205,6 +206,10 @@ class MainWindow(QMainWindow):
         """Open the current file again (it changed on disk)."""
         if self.session.path is not None:
             self.open_path(self.session.path, self.session.options)
+
+    def show_loaded(self, loaded: Loaded | None) -> None:
+        """Show an already opened model (compare mode's swap and close hand one session's model to the other)."""
+        self._show(loaded)
 
     def close_model(self) -> None:
         """Show no model (Ctrl+W)."""
