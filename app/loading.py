@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from analyzers.errors import TrustRequired
 from analyzers.loaders import LoadOptions, open_model
 from analyzers.summary import ModelSummary
 from analyzers.summary.overview import OverviewData, overview_data, warm
@@ -26,16 +25,6 @@ class Loaded:
     overview: OverviewData
 
 
-@dataclass(frozen=True)
-class NeedsTrust:
-    """The file pickles code: ask the user before opening it with trust=True."""
-
-    path: Path
-    options: LoadOptions
-    message: str
-    detail: str
-
-
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
@@ -50,19 +39,17 @@ def bundled_options(path: Path, options: LoadOptions) -> LoadOptions:
     return with_sample_arch(Path(path), options)
 
 
-def load_steps(path: Path, options: LoadOptions, isolated: bool, token: CancelToken) -> Steps[Loaded | NeedsTrust]:
-    """Open `path` and prepare the views; a file that needs trust comes back as NeedsTrust."""
+def load_steps(path: Path, options: LoadOptions, isolated: bool, token: CancelToken) -> Steps[Loaded]:
+    """Open `path` and prepare the views. Opening never runs a file's code, so it never asks for trust: that
+    question comes when a model with code runs (app/features/explain.py)."""
     yield Progress(0, None, f"Opening {path.name}")
     options = bundled_options(path, options)
-    try:
-        if isolated:
-            from app.loader_process import open_isolated
+    if isolated:
+        from app.loader_process import open_isolated
 
-            summary = yield from open_isolated(path, options, token)
-        else:
-            summary = yield from open_model(path, options)
-    except TrustRequired as exc:
-        return NeedsTrust(path, options, str(exc), exc.detail)
+        summary = yield from open_isolated(path, options, token)
+    else:
+        summary = yield from open_model(path, options)
     token.raise_if_cancelled()
     yield Progress(0, 1, f"Preparing the views of {path.name}")
     warm(summary)

@@ -26,12 +26,11 @@ if TYPE_CHECKING:  # imported when first needed, so that the window paints soone
 
     from analyzers.loaders import LoadOptions
     from app.actions import Actions
-    from app.loading import Loaded, NeedsTrust
+    from app.loading import Loaded
     from app.status import JobStatus
     from app.workers import JobRunner
     from widgets.inspector import Inspector
     from widgets.layer_tree import LayerTree
-    from widgets.trust_dialog import TrustDialog
 
 LOAD_LABEL = "Loading model"
 DEFAULT_SPLIT = (515, 665, 320)  # tree (wide enough for Total params and % of model), tabs, inspector
@@ -73,7 +72,6 @@ class MainWindow(QMainWindow):
         self.session_b: ModelSession | None = None  # compare mode's second model (app/features/compare.py)
         self.last_error: str | None = None
         self.error_dialog: QMessageBox | None = None
-        self.trust_dialog: TrustDialog | None = None
         self.theme_choice = self.settings.theme()
         self.overview = self.memory_view = self.graph_view = self.graph = None
         self._painted = False
@@ -331,12 +329,9 @@ class MainWindow(QMainWindow):
 
     # -- loading -----------------------------------------------------------------------------------
     def _on_loaded(self, result: object) -> None:
-        from app.loading import Loaded, NeedsTrust
+        from app.loading import Loaded
 
         self._load_job = None
-        if isinstance(result, NeedsTrust):
-            self._ask_trust(result)
-            return
         assert isinstance(result, Loaded)
         if self.interactive:  # a --screenshot run leaves the user's recent files alone
             self.settings.add_recent(result.path)
@@ -354,30 +349,6 @@ class MainWindow(QMainWindow):
             self._load_job = None
             self.statusBar().showMessage("Loading cancelled; the model shown before stays.", 8000)
             self.loadFinished.emit(False, "Loading was cancelled.")
-
-    def _ask_trust(self, request: NeedsTrust) -> None:
-        from widgets.trust_dialog import TrustDialog
-
-        if not self.interactive:
-            self._on_load_error(request.message)
-            return
-        dialog = TrustDialog(request.path, request.message, self)
-        self.trust_dialog = dialog
-        dialog.finished.connect(self._on_trust_answer)
-        self._trust_request = request
-        dialog.open()
-
-    def _on_trust_answer(self, _result: int) -> None:
-        dialog, request = self.trust_dialog, self._trust_request
-        self.trust_dialog = None
-        if dialog is not None and dialog.trusted():
-            from analyzers.loaders import LoadOptions
-
-            opts = request.options
-            self.open_path(request.path, LoadOptions(True, opts.arch, opts.arch_kwargs, opts.names_only))
-        else:
-            self.statusBar().showMessage(f"Did not open {request.path.name}: it was not trusted.", 8000)
-            self.loadFinished.emit(False, f"{request.path.name} was not opened because it was not trusted.")
 
     # -- showing -----------------------------------------------------------------------------------
     def _show(self, loaded: Loaded | None) -> None:

@@ -139,7 +139,9 @@ def test_a_full_pickled_module_opens_without_running_its_code(window, open_and_w
     fixture = full_module_file(tmp_path)
     ok, message = open_and_wait(window, fixture.path)
     assert ok, message
-    assert window.trust_dialog is None and not window.session.options.trust
+    from widgets.trust_dialog import TrustDialog
+
+    assert not window.findChildren(TrustDialog) and not window.session.options.trust
     model, root = _root_row(window)
     assert model.row_data(root).params_total == fixture.params
     assert model.data(root.siblingAtColumn(1)) == "TinyCNN"
