@@ -60,3 +60,8 @@ def row_chunks(values: np.ndarray, limit: int = CHUNK_ELEMENTS, multiple: int = 
         piece = values[start:start + per] if values.ndim else values.reshape(1)
         piece = piece if piece.flags.c_contiguous else np.ascontiguousarray(piece)
         yield as_float32(piece.reshape(piece.shape[0] if piece.ndim else 1, cols))
+
+
+def squares(values: np.ndarray) -> float:
+    """Σ values², accumulated in float64 (a float32 dot product over millions of values drifts by ~1e-6)."""
+    return float(np.square(values).sum(dtype=np.float64))

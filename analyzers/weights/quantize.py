@@ -31,7 +31,7 @@ import numpy as np
 from analyzers.summary import ModelSummary, TensorInfo
 from analyzers.summary.dtypes import bytes_for
 from analyzers.tasks import CancelToken, Progress, Steps
-from analyzers.weights.chunks import CHUNK_ELEMENTS, as_float32, flat_chunks, row_chunks
+from analyzers.weights.chunks import CHUNK_ELEMENTS, as_float32, flat_chunks, row_chunks, squares
 from analyzers.weights.stats import TensorReader, owners_of
 
 INT4_GROUP = 128
@@ -194,15 +194,15 @@ def _tensor_errors_quiet(values: np.ndarray, axis: int, schemes: tuple[str, ...]
         for rows in row_chunks(values, chunk):
             if token is not None:
                 token.raise_if_cancelled()
-            signal += float(np.dot(rows.ravel(), rows.ravel()))
+            signal += squares(rows)
             if "int8" in schemes:
                 scale = np.abs(rows).max(axis=1, keepdims=True) / np.float32(127)
                 scale[scale == 0] = 1
                 err = rows - np.clip(np.rint(rows / scale), -127, 127) * scale
-                noise["int8"] += float(np.dot(err.ravel(), err.ravel()))
+                noise["int8"] += squares(err)
             if "int4" in schemes:
                 err = rows - _int4_rows(rows, INT4_GROUP)
-                noise["int4"] += float(np.dot(err.ravel(), err.ravel()))
+                noise["int4"] += squares(err)
         return {s: (signal, noise[s]) for s in schemes}
     # Keras (..., out): rows of the flattened (rest, out) kernel; channel maxima first, then the errors
     out = values.shape[-1]
@@ -216,13 +216,13 @@ def _tensor_errors_quiet(values: np.ndarray, axis: int, schemes: tuple[str, ...]
     for rows in row_chunks(flat, chunk, INT4_GROUP):
         if token is not None:
             token.raise_if_cancelled()
-        signal += float(np.dot(rows.ravel(), rows.ravel()))
+        signal += squares(rows)
         if "int8" in schemes:
             err = rows - np.clip(np.rint(rows / scale8), -127, 127) * scale8
-            noise["int8"] += float(np.dot(err.ravel(), err.ravel()))
+            noise["int8"] += squares(err)
         if "int4" in schemes:
             err = rows.T - _int4_rows(np.ascontiguousarray(rows.T), INT4_GROUP)
-            noise["int4"] += float(np.dot(err.ravel(), err.ravel()))
+            noise["int4"] += squares(err)
     return {s: (signal, noise[s]) for s in schemes}
 
 
@@ -373,13 +373,13 @@ def prune_preview(summary: ModelSummary, source: TensorReader, sparsity: float, 
     losses: dict[str, list[float]] = {n: [0, 0, 0.0, 0.0] for n in names}
     for name, piece in sweep("Pruning preview (losses)", 2):
         entry = losses[name]
-        squares = piece.astype(np.float64) ** 2 if piece.dtype == np.float64 else np.square(piece, dtype=np.float32)
+        sq = piece.astype(np.float64) ** 2 if piece.dtype == np.float64 else np.square(piece, dtype=np.float32)
         entry[0] += piece.size
-        entry[2] += float(squares.sum(dtype=np.float64))
+        entry[2] += float(sq.sum(dtype=np.float64))
         if key is not None:
             gone = _magnitude_bits(piece) <= np.uint32(key)
             entry[1] += int(np.count_nonzero(gone))
-            entry[3] += float(squares[gone].sum(dtype=np.float64))
+            entry[3] += float(sq[gone].sum(dtype=np.float64))
         yield from _drain(progress)
     tensors: dict[str, PruneLoss] = {}
     for name in names:

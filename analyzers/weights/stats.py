@@ -20,7 +20,7 @@ import numpy as np
 
 from analyzers.summary import ModelSummary, TensorInfo
 from analyzers.tasks import CancelToken, Progress, Steps
-from analyzers.weights.chunks import CHUNK_ELEMENTS, flat_chunks
+from analyzers.weights.chunks import CHUNK_ELEMENTS, flat_chunks, squares
 
 HIST_BINS = 64
 EXTREME_ABS = 1e4  # a weight this large is flagged (float16 tops out at 65,504; typical weights are below 10)
@@ -184,7 +184,7 @@ def _pass_two(chunks: Iterable[np.ndarray], mean: float, edges: tuple[float, flo
         if not chunk.size:
             continue
         dev = chunk - chunk.dtype.type(mean)
-        m2 += float(np.dot(dev, dev))
+        m2 += squares(dev)
         if counts is not None and edges is not None:
             counts += bin_counts(chunk, edges[0], edges[1])
     return m2, counts
