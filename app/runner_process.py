@@ -57,6 +57,18 @@ def _job(models: Any, request: dict) -> Callable[[CancelToken], Steps[Any]]:
         from analyzers.compare.drift import drift_steps
 
         return lambda token: drift_steps(request["a"], request["b"], token)
+    if op == "shapes":
+        from analyzers.loaders.shape_inference import infer_shapes
+
+        return lambda token: infer_shapes(request["summary"], request.get("shape"), token, bool(request.get("trust")))
+    if op == "weights":
+        from analyzers.weights.report import analyze_weights
+
+        return lambda token: analyze_weights(request["summary"], request["request"], token)
+    if op == "shrink":
+        from analyzers.weights.shrink import shrink_job
+
+        return lambda token: shrink_job(models, request["ref"], tuple(request["variants"]), token)
     if op == "devices":
         return live_jobs.devices_job
     if op == "warm":
