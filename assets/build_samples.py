@@ -45,12 +45,13 @@ BUILDERS: dict[str, tuple[str, str, str | None, tuple[str, ...]]] = {
     "attention_seq_torch": ("build_torch", "build_attention_seq_torch", None, ("attention_seq_torch",)),
     "transformer_text_torch": ("build_torch", "build_transformer_text_torch", None, ("transformer_text_torch",)),
     "bert_qa": ("build_torch", "build_bert_qa", None, ("bert_qa",)),
+    "digits_vit_torch": ("build_vit", "build_digits_vit_torch", None, ("digits_vit_torch",)),
 }
 # Trained in a child process on the second core while this process builds everything else.
 SIDE_PROCESS = ("gan_keras",)
 ORDER = ("digits_cnn_keras", "digits_cnn_torch", "digits_cnn_finetuned_keras", "digits_cnn_pruned_keras",
          "digits_cnn_int8_keras", "text_cnn_keras", "attention_seq_torch", "gan_generator_keras",
-         "gan_discriminator_keras", "transformer_text_torch", "bert_qa")
+         "gan_discriminator_keras", "transformer_text_torch", "bert_qa", "digits_vit_torch")
 DOCS = REPO / "docs" / "samples.md"
 
 

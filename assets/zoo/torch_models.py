@@ -110,3 +110,30 @@ class TransformerTextClassifier(nn.Module):
         if self.encoder.norm is not None:
             x = self.encoder.norm(x)
         return x, maps
+
+
+class DigitViT(nn.Module):
+    """A small vision transformer for the 28x28 digits: 4x4 patches (a 7x7 grid) embedded by a strided
+    convolution, a class token, learned positions, pre-norm nn.TransformerEncoder layers, a linear head on the
+    class token. Input (B, 1, 28, 28); returns logits. Its attention is what the Attention tab lays over the digit.
+    """
+
+    def __init__(self, num_classes: int = 10, image_size: int = 28, patch_size: int = 4, d_model: int = 48,
+                 nhead: int = 4, num_layers: int = 3, dim_feedforward: int = 96, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.grid = image_size // patch_size
+        self.patch_embed = nn.Conv2d(1, d_model, kernel_size=patch_size, stride=patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d_model))
+        self.position = nn.Parameter(torch.randn(1, 1 + self.grid * self.grid, d_model) * 0.02)
+        layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of 28x28 single-channel images."""
+        patches = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, 49, d_model), row by row
+        tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), patches], dim=1) + self.position
+        return self.head(self.norm(self.encoder(tokens)[:, 0]))

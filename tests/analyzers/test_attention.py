@@ -308,3 +308,20 @@ def test_patch_grid_finds_the_class_token_and_the_grid():
     assert result.grid == (7, 7) and result.prefix == 1 and result.tokens[:2] == ("[CLS]", "0,0")
     np.testing.assert_allclose(result.cls_grid(0, head=1), w[1, 0, 1:].reshape(7, 7), atol=FP16)
     np.testing.assert_allclose(result.cls_grid(rollout=True), result.rollout()[-1][0, 1:].reshape(7, 7), atol=1e-6)
+
+
+def test_zoo_vit_reaches_its_heldout_bar_and_its_grid_is_found():
+    from analyzers import samples
+    from analyzers.explain.inputs import sample_input
+    from tests.zoo_helpers import zoo_or_skip
+
+    entry = zoo_or_skip("digits_vit_torch")
+    live = load_live_model(entry.file)
+    split = samples.zoo_module("data").digits_split()
+    x = torch.from_numpy(split.x_test.astype("float32") / 255.0)[:, None]
+    with torch.no_grad():
+        accuracy = float((live.module(x).argmax(1).numpy() == split.y_test).mean())
+    assert accuracy >= 0.90 and accuracy == pytest.approx(entry.heldout, abs=1e-4)
+    result = drive(live.attention(sample_input(entry)))
+    assert result.route == "torch-mha" and len(result.layers) == 3 and result.heads == 4
+    assert result.grid == (7, 7) and result.prefix == 1 and result.cls_grid().shape == (7, 7)

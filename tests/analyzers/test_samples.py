@@ -21,7 +21,7 @@ from analyzers.tasks import drive
 MODELS = {m.id: m for m in S.load_manifest()}
 EXPECTED_IDS = {"digits_cnn_keras", "digits_cnn_torch", "text_cnn_keras", "attention_seq_torch",
                 "gan_generator_keras", "gan_discriminator_keras", "transformer_text_torch", "bert_qa",
-                "digits_cnn_finetuned_keras", "digits_cnn_pruned_keras", "digits_cnn_int8_keras"}
+                "digits_cnn_finetuned_keras", "digits_cnn_pruned_keras", "digits_cnn_int8_keras", "digits_vit_torch"}
 
 
 @pytest.fixture(scope="module")
