@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from analyzers.compare.drift import DriftReport, DriftStats
+from analyzers.compare.measures import DriftReport, DriftStats
 from analyzers.compare.outputs import OutputComparison, SharedMaps
 from analyzers.compare.structure import LayerPair, SideBySide, StructureDiff
 from analyzers.errors import printable

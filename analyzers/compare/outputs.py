@@ -37,7 +37,8 @@ def distribution(values: np.ndarray | None, probabilities: str = "softmax") -> n
         return None
     if row.size == 1:
         v = float(row[0])
-        p = v if probabilities == "model" or 0.0 <= v <= 1.0 else 1.0 / (1.0 + math.exp(-v))
+        as_probability = probabilities == "model" or (probabilities != "sigmoid" and 0.0 <= v <= 1.0)
+        p = v if as_probability else 1.0 / (1.0 + math.exp(-v))
         return np.array([1.0 - p, p])
     if np.all(row >= 0) and np.all(row <= 1) and abs(float(row.sum()) - 1.0) < 1e-3:
         return row / row.sum()
