@@ -221,6 +221,11 @@ class Inspector(QWidget):
         self.subtree_box.blockSignals(False)
         self._refresh_tensors()
 
+    def set_shape_info(self, shape: str, flops: str) -> None:
+        """The selected layer's output shape and FLOPs as shape inference found them (with their input)."""
+        self.fields["Output shape"].setText(shape)
+        self.fields["FLOPs"].setText(flops)
+
     def _share_text(self, total: Counts) -> str:
         totals = self._totals
         if totals is None:

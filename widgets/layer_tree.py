@@ -32,9 +32,11 @@ from widgets.layer_tree_model import (  # noqa: F401 - re-exported for callers o
     DTYPES,
     EXPAND_MATCHES,
     FETCH_BATCH,
+    FLOPS,
     NAME,
     OWN,
     PATH_ROLE,
+    SHAPE,
     SHARE,
     SHARE_ROLE,
     SORT_ROLE,
@@ -147,6 +149,11 @@ class LayerTree(QWidget):
                 self._open_wrappers()
             self.view.setCurrentIndex(self.model.index(0, 0))
             self.fit_columns()
+
+    def set_shapes(self, shapes: dict[str, tuple], flops: dict[str, int], caption: str) -> None:
+        """Fill the Output shape and FLOPs columns (caption: what the FLOPs are for, shown in their tooltips)."""
+        self.model.set_shapes(shapes, flops, caption)
+        self.model.headerDataChanged.emit(Qt.Orientation.Horizontal, SHAPE, FLOPS)
 
     def _open_wrappers(self, levels: int = 3) -> None:
         """Open the child that holds most of the model, when it is one of a few (model -> layers)."""

@@ -18,16 +18,18 @@ from analyzers.summary import LayerNode, ModelSummary
 from analyzers.summary.memory import human_bytes, human_count
 from analyzers.summary.nametree import natural_key
 from analyzers.summary.params import LayerRow, row_for
+from analyzers.summary.shapes import human_flops, shape_text
 
-COLUMNS = ("Name", "Type", "Own params", "Total params", "% of model", "Bytes", "Dtype(s)", "Trainable")
-NAME, TYPE, OWN, TOTAL, SHARE, BYTES, DTYPES, TRAINABLE = range(len(COLUMNS))
-NUMERIC = {OWN, TOTAL, SHARE, BYTES}
+COLUMNS = ("Name", "Type", "Own params", "Total params", "% of model", "Bytes", "Dtype(s)", "Trainable",
+           "Output shape", "FLOPs")
+NAME, TYPE, OWN, TOTAL, SHARE, BYTES, DTYPES, TRAINABLE, SHAPE, FLOPS = range(len(COLUMNS))
+NUMERIC = {OWN, TOTAL, SHARE, BYTES, FLOPS}
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 PATH_ROLE = Qt.ItemDataRole.UserRole + 2
 SHARE_ROLE = Qt.ItemDataRole.UserRole + 3
 FETCH_BATCH = 500
 EXPAND_MATCHES = 200  # a filter opens the ancestors of at most this many matches
-DEFAULT_WIDTHS = (160, 96, 76, 88, 70, 70, 62, 56)
+DEFAULT_WIDTHS = (160, 96, 76, 88, 70, 70, 62, 56, 110, 84)
 NO_PARENT = QModelIndex()  # default `parent` argument of the model methods
 ROW_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable  # built once: the view asks per row
 NO_FLAGS = Qt.ItemFlag.NoItemFlags
@@ -63,12 +65,16 @@ class LayerTreeModel(QAbstractItemModel):
         self._sort_order = Qt.SortOrder.AscendingOrder
         self._root = _Item(None, None, 0, -1, False)
         self.materialised = 0  # items created so far (tests assert laziness with it)
+        self._shapes: dict[str, tuple] = {}  # path -> output shape, from shape inference (else the node's own)
+        self._flops: dict[str, int] = {}
+        self._flops_caption = ""  # what the FLOPs are for ("FLOPs (2 × multiply–adds) for input ...")
 
     # -- data in ---------------------------------------------------------------------------------
     def set_summary(self, summary: ModelSummary | None) -> None:
         """Show another model (None: empty); the filter and sort order stay."""
         self.beginResetModel()
         self._summary = summary
+        self._shapes, self._flops, self._flops_caption = {}, {}, ""
         self._model_params = summary.totals.params if summary else 0
         self._compute_filter()
         self._reset_items()
@@ -78,6 +84,25 @@ class LayerTreeModel(QAbstractItemModel):
     def summary(self) -> ModelSummary | None:
         """The model shown."""
         return self._summary
+
+    def set_shapes(self, shapes: dict[str, tuple], flops: dict[str, int], caption: str) -> None:
+        """Output shapes and FLOPs by path for the shown model (from shape inference), with what the FLOPs are
+        for; the rows stay where they are, only the two columns change."""
+        self.layoutAboutToBeChanged.emit()
+        self._shapes, self._flops, self._flops_caption = dict(shapes), dict(flops), caption
+        if self._sort_column in (SHAPE, FLOPS):
+            self.layoutChanged.emit()
+            self.sort(self._sort_column, self._sort_order)
+            return
+        self.layoutChanged.emit()
+
+    def output_shape(self, node: LayerNode) -> tuple | None:
+        """The layer's output shape: shape inference's, else the one the file recorded."""
+        return self._shapes.get(node.path, node.output_shape)
+
+    def layer_flops(self, node: LayerNode) -> int | None:
+        """The layer's FLOPs (with everything below it) for the stated input, None when unknown."""
+        return self._flops.get(node.path, node.flops)
 
     def set_filter(self, text: str) -> None:
         """Keep layers whose name, path or type contains `text` (any case), with their ancestors."""
@@ -139,6 +164,10 @@ class LayerTreeModel(QAbstractItemModel):
             return lambda n: n.total.total_bytes
         if column == DTYPES:
             return lambda n: ",".join(n.dtypes)
+        if column == SHAPE:
+            return lambda n: _shape_key(self.output_shape(n))
+        if column == FLOPS:
+            return lambda n: -1 if self.layer_flops(n) is None else self.layer_flops(n)
         return lambda n: self._row(n, 0).trainable_label
 
     def _order(self, item: _Item) -> list[LayerNode]:
@@ -234,7 +263,7 @@ class LayerTreeModel(QAbstractItemModel):
         return len(self._item(parent).kids)
 
     def columnCount(self, parent: QModelIndex | QPersistentModelIndex = NO_PARENT) -> int:
-        """Always the eight columns of COLUMNS."""
+        """Always the columns of COLUMNS."""
         return len(COLUMNS)
 
     def hasChildren(self, parent: QModelIndex | QPersistentModelIndex = NO_PARENT) -> bool:
@@ -282,6 +311,8 @@ class LayerTreeModel(QAbstractItemModel):
             return None
         if role == Qt.ItemDataRole.DisplayRole:
             return COLUMNS[section]
+        if role == Qt.ItemDataRole.ToolTipRole and section == FLOPS:
+            return self._flops_caption or "FLOPs (2 × multiply–adds) for a stated input size"
         if role == Qt.ItemDataRole.TextAlignmentRole and section in NUMERIC:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -348,6 +379,11 @@ class LayerTreeModel(QAbstractItemModel):
             return human_bytes(row.bytes_total)
         if col == DTYPES:
             return ", ".join(row.dtypes)
+        if col == SHAPE:
+            return shape_text(self.output_shape(node))
+        if col == FLOPS:
+            flops = self.layer_flops(node)
+            return "" if flops is None else human_flops(flops).replace(" FLOPs", "")
         return row.trainable_label
 
     def _tooltip(self, node: LayerNode, row: LayerRow, col: int) -> str:
@@ -361,6 +397,14 @@ class LayerTreeModel(QAbstractItemModel):
             return f"{row.bytes_total:,} bytes" + (f" ({parts})" if parts else "")
         if col == TRAINABLE and row.params_total:
             return f"{row.trainable_total:,} trainable, {row.non_trainable_total:,} frozen"
+        if col == FLOPS:
+            flops = self.layer_flops(node)
+            said = self._flops_caption or "FLOPs (2 × multiply–adds)"
+            return f"{said}\n{flops:,} FLOPs, this layer and everything below it" if flops is not None else \
+                f"{said}\nunknown for this layer"
+        if col == SHAPE:
+            shape = self.output_shape(node)
+            return f"Output shape {shape_text(shape)}" if shape is not None else "Output shape unknown"
         return ""
 
     # -- paths -----------------------------------------------------------------------------------
@@ -404,3 +448,13 @@ def _root_label(summary: ModelSummary | None) -> str:
         return ""
     name = summary.source.path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     return name or "(model)"
+
+
+def _shape_key(shape: tuple | None) -> int:
+    """Sort key of an output shape: its element count (-1 when unknown)."""
+    if shape is None:
+        return -1
+    n = 1
+    for d in shape:
+        n *= d if isinstance(d, int) else 1
+    return n

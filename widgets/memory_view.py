@@ -67,6 +67,7 @@ class MemoryView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._report: MemoryReport | None = None
+        self._previews: list[MemoryLine] = []  # "after quantisation / pruning" rows measured by a preview
         self.batch_spin = QSpinBox(self)
         self.batch_spin.setRange(1, 4096)
         self.batch_spin.setValue(1)
@@ -169,6 +170,8 @@ class MemoryView(QWidget):
             self.kv_label.setText(f"KV cache: {kv.layers} layers × {kv.kv_heads} kv-heads × {kv.head_dim} "
                                   f"head-dim{limit}")
         rows = scenarios(report)
+        rows += [Scenario(line.label, line, (max(0, line.bytes - report.buffer_bytes), 0, 0, 0, 0,
+                                             min(report.buffer_bytes, line.bytes))) for line in self._previews]
         self._fill_table(rows)
         self.chart.set_data([r.label for r in rows],
                             [(name, [r.parts[i] for r in rows]) for i, name in enumerate(SEGMENTS)])
@@ -178,6 +181,18 @@ class MemoryView(QWidget):
     def report(self) -> MemoryReport | None:
         """The report shown."""
         return self._report
+
+    def set_previews(self, lines: list[MemoryLine]) -> None:
+        """Rows measured by a quantisation or pruning preview ("after int8 …"), shown under the what-ifs until
+        replaced (an empty list removes them); each line's bytes are the whole model's as stored after it."""
+        self._previews = list(lines)
+        if self._report is not None:
+            self.set_report(self._report)
+
+    @property
+    def previews(self) -> list[MemoryLine]:
+        """The preview rows shown."""
+        return list(self._previews)
 
     def _fill_table(self, rows: list[Scenario]) -> None:
         self.table.setRowCount(len(rows))

@@ -24,6 +24,7 @@ from analyzers.summary import LayerNode, ModelSummary
 from analyzers.summary.memory import human_bytes, human_count
 from analyzers.summary.overview import OTHER_KEY, Bar, OverviewData, block_of
 from widgets.charts import SERIES_COLORS, BarChart, bytes_formatter, count_formatter
+from widgets.flops_panel import FlopsPanel
 
 MAX_METADATA_ITEMS = 400
 WELCOME = ("<h2>No model open</h2><p>Open a checkpoint with <b>File ▸ Open file…</b> (Ctrl+O) or "
@@ -104,6 +105,8 @@ class OverviewView(QWidget):
         charts.addWidget(self.dtype_chart, 2)
         layout.addLayout(charts)
         layout.addWidget(self.block_chart)
+        self.flops_panel = FlopsPanel(self)  # filled by the shapes feature (app/features/shapes.py)
+        layout.addWidget(self.flops_panel)
         layout.addWidget(self.metadata)
         scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)

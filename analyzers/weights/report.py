@@ -13,8 +13,8 @@ from typing import Any
 
 from analyzers.summary import ModelSummary
 from analyzers.tasks import CancelToken, Steps
+from analyzers.weights.accuracy import ShrinkReport
 from analyzers.weights.quantize import PrunePreview, QuantPreview, prune_preview, quant_preview
-from analyzers.weights.shrink import ShrinkReport
 from analyzers.weights.stats import HIST_BINS, WeightStats, weight_stats
 
 SCHEMA = "layerscope.weights/1"

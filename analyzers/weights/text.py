@@ -6,8 +6,8 @@ import math
 
 from analyzers.summary import ModelSummary
 from analyzers.summary.memory import human_bytes
+from analyzers.weights.accuracy import ShrinkReport
 from analyzers.weights.report import WeightsAnalysis
-from analyzers.weights.shrink import ShrinkReport
 
 
 def _g(value: float | None, digits: int = 4) -> str:

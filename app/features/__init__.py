@@ -10,7 +10,8 @@ import importlib
 import importlib.util
 from typing import Any
 
-FEATURE_MODULES = ("app.features.explain", "app.features.attention", "app.features.report")
+FEATURE_MODULES = ("app.features.explain", "app.features.attention", "app.features.report",
+                   "app.features.shapes", "app.features.weights")
 
 
 def install_features(window: Any) -> list[Any]:
