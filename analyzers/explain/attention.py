@@ -338,31 +338,40 @@ class AttentionCollector:
 
     def add(self, name: str, weights: np.ndarray, kind: str = "self", stack: str = "",
             key_valid: np.ndarray | None = None, query_valid: np.ndarray | None = None,
-            causal: bool | None = None) -> None:
-        """One layer's (heads, query, key) weights of the first batch item (any float dtype)."""
-        w = np.array(weights, dtype=np.float32)  # a copy: the masking below must not touch the framework's tensor
+            causal: bool | None = None, mean: np.ndarray | None = None) -> None:
+        """One layer's (heads, query, key) weights of the first batch item (any float dtype; a runtime may hand
+        them over as float16 with their float32 `mean` over heads already taken, which is faster on its side)."""
+        w = np.asarray(weights)
         if w.ndim == 2:
             w = w[None]
         if w.ndim != 3:
             raise LayerScopeError(f"The attention weights of {printable(name, 80)} have shape {tuple(w.shape)}, "
                                   "not (heads, query, key).")
-        np.nan_to_num(w, copy=False, nan=0.0)  # a fully masked row of nn.MultiheadAttention is NaN
         h, q, k = w.shape
+        mean = np.array(w.mean(axis=0, dtype=np.float32) if mean is None else mean, dtype=np.float32)  # a copy
+        stored = w.astype(np.float16)  # a copy too: the masking below never touches the framework's memory
+        if np.isnan(mean).any():  # a fully masked row of nn.MultiheadAttention is NaN
+            np.nan_to_num(mean, copy=False, nan=0.0)
+            np.nan_to_num(stored, copy=False, nan=0.0)
         if key_valid is not None and len(key_valid) == k:
-            w[:, :, ~np.asarray(key_valid, dtype=bool)] = 0.0
+            pad = ~np.asarray(key_valid, dtype=bool)
+            stored[:, :, pad] = 0
+            mean[:, pad] = 0
         if query_valid is None and kind == "self" and key_valid is not None and q == k:
             query_valid = key_valid
         if query_valid is not None and len(query_valid) == q:
-            w[:, ~np.asarray(query_valid, dtype=bool), :] = 0.0
-        if causal is None:
-            causal = bool(kind == "self" and q == k and q > 1 and not np.triu(w.max(axis=0), 1).any()
-                          and np.tril(w.max(axis=0), -1).any())
+            pad = ~np.asarray(query_valid, dtype=bool)
+            stored[:, pad, :] = 0
+            mean[pad, :] = 0
+        if causal is None:  # weights are never negative: the mean is zero exactly where every head is
+            causal = bool(kind == "self" and q == k and q > 1 and not np.triu(mean, 1).any() and np.tril(mean, -1).any())
         block = self.block_for(h, q, k)
         if block > 1:
-            w = pool_map(w, block)
+            stored = pool_map(stored.astype(np.float32), block).astype(np.float16)
+            mean = pool_map(mean[None], block)[0]
             self.pooled.append((name, max(q, k), block))
-        self._layers.append({"name": name, "kind": kind, "stack": stack, "weights": w.astype(np.float16),
-                             "mean": w.mean(axis=0), "causal": causal, "block": block, "q": q, "k": k,
+        self._layers.append({"name": name, "kind": kind, "stack": stack, "weights": stored, "mean": mean,
+                             "causal": causal, "block": block, "q": q, "k": k,
                              "key_valid": None if key_valid is None else np.asarray(key_valid, dtype=bool)})
 
     def valid(self) -> np.ndarray | None:
