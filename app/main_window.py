@@ -474,11 +474,15 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt's name
-        """Open the first dropped file or folder."""
+        """Open the first dropped file or folder; with Ctrl, Alt or Shift held, compare it with the open model."""
         for url in event.mimeData().urls():
             if url.isLocalFile():
                 event.acceptProposedAction()
-                self.open_path(Path(url.toLocalFile()))
+                compare = getattr(self, "compare", None)  # app/features/compare.py
+                if compare is not None and self.session.is_open and compare.wants_drop(event.modifiers()):
+                    compare.open_b(Path(url.toLocalFile()))
+                else:
+                    self.open_path(Path(url.toLocalFile()))
                 return
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
