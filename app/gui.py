@@ -17,7 +17,6 @@ from pathlib import Path
 from app.console import EXIT_USER_ERROR, fail
 
 HEAVY_MODULES = ("torch", "tensorflow", "keras", "transformers", "captum", "onnx", "jax")
-CASCADE_PX = 48  # a second window opens this far right and down of the first
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,11 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Open a neural-network checkpoint and inspect it. Without PATH it opens the bundled "
                     "image CNN. Sub-commands (inspect, run, attribute) work without a window.",
     )
-    p.add_argument("paths", nargs="*", metavar="PATH", help="model file or folder (a second PATH opens a second window)")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="model file or folder; a second PATH opens both side by side in compare mode")
     p.add_argument("--screenshot", metavar="OUT.png", type=Path,
                    help="render the window offscreen once loading finished, save it as PNG and exit")
     p.add_argument("--tab", default="overview",
-                   help="tab to show: overview, memory, graph, explain (default: overview)")
+                   help="tab to show: overview, memory, graph, explain (default: overview); with two paths, the "
+                        "compare page: overview, memory, explain, drift")
     p.add_argument("--size", default="1500x900", help="window size for --screenshot, WxH (default 1500x900)")
     p.add_argument("--trust", action="store_true", help="allow files that pickle code (they run it when opened)")
     p.add_argument("--theme", choices=("system", "light", "dark"), help="override the remembered theme")
@@ -129,6 +130,8 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if len(args.paths) > 2:
         return fail("give at most two paths.")
+    if len(args.paths) == 2 and args.no_features:
+        return fail("comparing two models needs the window's features.")
     if args.screenshot is not None or args.exit_after_first_paint or args.exit_after_tree:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     elif (problem := no_display()) is not None:
@@ -199,6 +202,12 @@ def main(argv: list[str]) -> int:
             return
         if target is not None and screenshot:
             window.open_path(target, LoadOptions(trust=args.trust))
+        if len(paths) == 2:
+            compare = getattr(window, "compare", None)
+            if compare is None:
+                finish(fail("compare mode is not part of this build."))
+                return
+            compare.open_b(paths[1], LoadOptions(trust=args.trust))  # one window, both models side by side
         elif target is None and screenshot:
             finish(fail("no PATH given and the bundled sample models are not built (run `make samples`)."))
         elif target is None:
@@ -231,26 +240,11 @@ def main(argv: list[str]) -> int:
         screenshot_check = prepared
     else:
         window.show()
-    extra = []
-    if len(paths) == 2 and not screenshot and not args.exit_after_first_paint and not args.exit_after_tree:
-        second = MainWindow(settings, isolated_loading=not args.in_process)
-        if not args.no_features:
-            from app.features import install_features
-
-            features.extend(install_features(second))
-        from PySide6.QtCore import QPoint
-
-        second.move(window.pos() + QPoint(CASCADE_PX, CASCADE_PX))  # both restore one geometry: not on top
-        second.show()
-        from analyzers.loaders import LoadOptions
-
-        second.open_path(paths[1], LoadOptions(trust=args.trust))
-        extra.append(second)
     rc = app.exec()
     if args.first_paint_report is not None:
         report["heavy_at_exit"] = heavy_modules_loaded()
         args.first_paint_report.write_text(json.dumps(report))
-    _close_windows(app, [window, *extra])
+    _close_windows(app, [window])
     return code[0] if code else rc
 
 

@@ -29,9 +29,18 @@ def prepare_screenshot(window, args: argparse.Namespace, finish: Callable[[int],
         return f"--size must look like 1500x900, not '{args.size}'."
     known = [window.tabs.tabText(i).lower() for i in range(window.tabs.count())]
     index = window.tab_index(args.tab)  # -1 for a feature's tab, which exists after the first paint
+    pair = len(getattr(args, "paths", None) or []) == 2  # compare mode: --tab names a page of the compare view
+    if pair:
+        from widgets.compare_view import TAB_NAMES
+
+        if args.tab.strip().lower() not in [t.lower() for t in TAB_NAMES]:
+            return f"there is no compare page '{args.tab}'; choose one of {', '.join(t.lower() for t in TAB_NAMES)}."
+        index = 0
 
     def check_tab() -> bool:
         nonlocal index
+        if pair:
+            return True
         index = window.tab_index(args.tab)
         if index < 0:
             names = ", ".join(window.tabs.tabText(i).lower() for i in range(window.tabs.count()))
@@ -68,6 +77,9 @@ def prepare_screenshot(window, args: argparse.Namespace, finish: Callable[[int],
         if window.views_pending():
             QTimer.singleShot(50, when_tab_ready)
             return
+        if pair:
+            _compare_then(window, args, lambda: QTimer.singleShot(SETTLE_MS, grab), finish)
+            return
         if args.layer:
             window.select_layer(args.layer)
         if args.attribute:
@@ -98,6 +110,42 @@ def prepare_screenshot(window, args: argparse.Namespace, finish: Callable[[int],
     timer.timeout.connect(lambda: finish(fail(f"timed out after {args.timeout:g} s waiting for the window.")))
     timer.start(int(args.timeout * 1000))
     return check_tab
+
+
+def _compare_then(window, args: argparse.Namespace, then: Callable[[], None], finish: Callable[[int], None]) -> None:
+    """Once both models are aligned: show the compare page asked for; Drift computes the drift and Explain runs
+    both models (and `--attribute METHOD` on both) first."""
+    from PySide6.QtCore import QTimer
+
+    compare = getattr(window, "compare", None)
+    if compare is None:
+        finish(fail("compare mode is not part of this build."))
+        return
+    if compare.pending():
+        QTimer.singleShot(50, lambda: _compare_then(window, args, then, finish))
+        return
+    if not compare.active or compare.view is None:
+        finish(fail(window.last_error or "the second model could not be opened."))
+        return
+    tab = args.tab.strip().lower()
+    compare.view.show_tab(tab)
+
+    def done(result: object) -> None:
+        if result is None:
+            finish(fail(window.last_error or f"the compare {tab} job failed."))
+        else:
+            then()
+
+    if tab == "drift":
+        compare.driftFinished.connect(done)
+        compare.compute_drift()
+    elif tab == "explain":
+        compare.explainFinished.connect(done)
+        value = args.input or ""
+        kind = "auto" if value else "sample"
+        compare.run_both({"kind": kind, "value": value, "method": args.attribute, "sign": None})
+    else:
+        then()
 
 
 def _choose_input(panel, value: str) -> None:

@@ -11,7 +11,7 @@ import importlib.util
 from typing import Any
 
 FEATURE_MODULES = ("app.features.explain", "app.features.attention", "app.features.report",
-                   "app.features.shapes", "app.features.weights")
+                   "app.features.shapes", "app.features.weights", "app.features.compare")
 
 
 def install_features(window: Any) -> list[Any]:
