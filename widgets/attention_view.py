@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -45,6 +46,7 @@ from widgets.saliency_view import SaliencyView
 THUMB = 40  # pixels per thumbnail side
 GAP = 4
 MAX_TICKS = 48  # token labels per axis before they are thinned out
+WIDE = 980  # narrower than this, the grid goes above the views
 SOURCES = (("sample", "Bundled sample"), ("text", "Text"), ("image", "Image file"), ("random", "Random"),
            ("npy", ".npy array"))
 
@@ -214,10 +216,13 @@ class AttentionPanel(QWidget):
 
     def _build(self) -> None:
         self.model_label = QLabel("No model open.", self)
+        self.model_label.setWordWrap(True)
+        self.caption = QLabel("", self)
+        self.caption.setWordWrap(True)
         self.source = SteadyComboBox(self)
         for key, title in SOURCES:
             self.source.addItem(title, key)
-        self.sample = SteadyComboBox(self, chars=30)
+        self.sample = SteadyComboBox(self, chars=16)
         self.value = QLineEdit(self)
         self.browse = QPushButton("Browse…", self)
         self.show_button = QPushButton("Show attention", self)
@@ -225,26 +230,36 @@ class AttentionPanel(QWidget):
         self.cancel_button.setEnabled(False)
         self.status = QLabel("", self)
         self.status.setWordWrap(True)
-        inputs = QHBoxLayout()
-        for w in (self.source, self.sample, self.value, self.browse, self.show_button, self.cancel_button):
-            inputs.addWidget(w)
-        inputs.setStretch(2, 1)
-        self.layer = SteadyComboBox(self, chars=24)
-        self.head_box = SteadyComboBox(self, chars=8)
+        inputs = QGridLayout()  # two short rows: the tab also fits the window's narrow centre column
+        inputs.addWidget(self.source, 0, 0)
+        inputs.addWidget(self.sample, 0, 1, 1, 2)
+        inputs.addWidget(self.value, 0, 1)
+        inputs.addWidget(self.browse, 0, 2)
+        inputs.addWidget(self.show_button, 1, 0)
+        inputs.addWidget(self.cancel_button, 1, 1, Qt.AlignmentFlag.AlignLeft)
+        inputs.setColumnStretch(1, 1)
+        self.layer = SteadyComboBox(self, chars=16)
+        self.head_box = SteadyComboBox(self, chars=7)
         self.mean_box = QCheckBox("Mean over heads", self)
         self.rollout_box = QCheckBox("Rollout", self)
         self.padding_box = QCheckBox("Show padding", self)
         self.save_npz_button = QPushButton("Save map (.npz)…", self)
         self.save_png_button = QPushButton("Save view (PNG)…", self)
-        selectors = QHBoxLayout()
-        for label, w in (("Layer", self.layer), ("Head", self.head_box)):
-            selectors.addWidget(QLabel(label, self))
-            selectors.addWidget(w)
+        selectors = QGridLayout()
+        selectors.addWidget(QLabel("Layer", self), 0, 0)
+        selectors.addWidget(self.layer, 0, 1)
+        selectors.addWidget(QLabel("Head", self), 0, 2)
+        selectors.addWidget(self.head_box, 0, 3)
+        toggles = QHBoxLayout()
         for w in (self.mean_box, self.rollout_box, self.padding_box):
-            selectors.addWidget(w)
-        selectors.addStretch(1)
-        selectors.addWidget(self.save_npz_button)
-        selectors.addWidget(self.save_png_button)
+            toggles.addWidget(w)
+        toggles.addStretch(1)
+        selectors.addLayout(toggles, 1, 0, 1, 4)
+        selectors.setColumnStretch(1, 1)
+        saving = QHBoxLayout()
+        saving.addWidget(self.caption, 1)
+        saving.addWidget(self.save_npz_button, 0, Qt.AlignmentFlag.AlignTop)
+        saving.addWidget(self.save_png_button, 0, Qt.AlignmentFlag.AlignTop)
 
         self.grid = AttentionGrid(self)
         self.matrix = AttentionMatrix(self)
@@ -286,19 +301,21 @@ class AttentionPanel(QWidget):
         self.tokens_tab = self.views.addTab(tokens_page, "Tokens")
         self.image_tab = self.views.addTab(image_page, "Image")
         self.tokens_page, self.image_page = tokens_page, image_page
-        self.caption = QLabel("", self)
-        self.caption.setWordWrap(True)
-        splitter = QSplitter(Qt.Orientation.Horizontal, self)
-        splitter.addWidget(self.grid)
-        splitter.addWidget(self.views)
-        splitter.setSizes([520, 640])
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.addWidget(self.grid)
+        self.splitter.addWidget(self.views)
+        self.splitter.setChildrenCollapsible(False)
+        self.grid.setMinimumSize(220, 160)
+        self.views.setMinimumSize(260, 260)
         layout = QVBoxLayout(self)
         layout.addWidget(self.model_label)
         layout.addLayout(inputs)
         layout.addWidget(self.status)
         layout.addLayout(selectors)
-        layout.addWidget(splitter, 1)
-        layout.addWidget(self.caption)
+        layout.addWidget(self.splitter, 1)
+        self.filler = QWidget(self)  # holds the space while there are no maps, so the controls stay together
+        layout.addWidget(self.filler, 1)
+        layout.addLayout(saving)
 
         self.source.currentIndexChanged.connect(self._on_source)
         self.browse.clicked.connect(self._browse)
@@ -317,6 +334,15 @@ class AttentionPanel(QWidget):
         self.save_npz_button.clicked.connect(self._ask_save_npz)
         self.save_png_button.clicked.connect(self._ask_save_png)
 
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        """The grid beside the views when the tab is wide, above them when it is narrow."""
+        super().resizeEvent(event)
+        wide = event.size().width() >= WIDE
+        orientation = Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical
+        if self.splitter.orientation() != orientation:
+            self.splitter.setOrientation(orientation)
+            self.splitter.setSizes([450, 650] if wide else [300, 520])
+
     # --- model and input --------------------------------------------------------------------------
 
     def set_model(self, name: str, kind: str, samples: list[tuple[str, str]]) -> None:
@@ -330,6 +356,8 @@ class AttentionPanel(QWidget):
         self._on_source()
         self.show_button.setEnabled(bool(name))
         self.clear_result()
+        self.status.setText("Pick an input and press Show attention: every layer and head is captured in one "
+                            "forward pass." if name else "")
 
     def input_choice(self) -> InputChoice:
         """The input as picked now."""
@@ -383,6 +411,8 @@ class AttentionPanel(QWidget):
         self.readout.setText("")
         self.lines.set_weights(np.zeros((0, 0)), (), ())
         self.overlay.clear_result()
+        self.splitter.setVisible(False)
+        self.filler.setVisible(True)
         for w in (self.save_npz_button, self.save_png_button, self.layer, self.head_box, self.mean_box,
                   self.rollout_box, self.padding_box):
             w.setEnabled(False)
@@ -390,6 +420,8 @@ class AttentionPanel(QWidget):
     def set_result(self, result: AttentionResult, caption: str = "") -> None:
         """Show every layer of a capture: the grid, then the first layer's first head in the views."""
         self.result = result
+        self.splitter.setVisible(True)
+        self.filler.setVisible(False)
         self.layer_index, self.head = 0, 0
         for box in (self.layer, self.head_box):
             box.blockSignals(True)

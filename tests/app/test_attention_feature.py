@@ -113,6 +113,7 @@ def test_transformer_text_classifier_grid_matrix_tokens_and_saving(qtbot, open_t
     click_cell(panel, 1, 2)
     assert (panel.layer_index, panel.head) == (1, 2) and panel.layer.currentData() == 1
     np.testing.assert_allclose(panel.matrix.image.image, result.layers[1].weights[2, :shown, :shown].astype(np.float32))
+    qtbot.wait(100)  # the views are laid out once shown
     scene = panel.matrix.plot.vb.mapViewToScene(QPointF(3.5, 1.5))
     QTest.mouseMove(panel.matrix.viewport(), panel.matrix.mapFromScene(scene))
     weight = float(result.layers[1].weights[2, 1, 3])
