@@ -11,7 +11,8 @@ from collections.abc import Mapping
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import QAbstractTableModel, QEvent, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -153,6 +154,40 @@ class LayerStatsModel(QAbstractTableModel):
         self.layoutChanged.emit()
 
 
+class HistogramPlot(pg.PlotWidget):
+    """A PlotWidget without mouse zoom or menus, plain value ticks (no SI prefix), following the palette."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        self._ready = False
+        super().__init__(parent)
+        plot = self.getPlotItem()
+        plot.setMouseEnabled(x=False, y=False)
+        plot.hideButtons()
+        plot.setMenuEnabled(False)
+        plot.showGrid(x=True, y=True, alpha=0.15)
+        for name in ("left", "bottom"):
+            plot.getAxis(name).enableAutoSIPrefix(False)
+        self.setMinimumHeight(150)
+        self._ready = True
+        self.apply_palette()
+
+    def apply_palette(self) -> None:
+        """Background, axes and labels in the palette's colours."""
+        pal = self.palette()
+        self.setBackground(pal.color(QPalette.ColorRole.Base))
+        fg = pal.color(QPalette.ColorRole.WindowText)
+        for name in ("left", "bottom"):
+            axis = self.getPlotItem().getAxis(name)
+            axis.setPen(pg.mkPen(fg))
+            axis.setTextPen(pg.mkPen(fg))
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt's name
+        """Follow theme switches."""
+        if event.type() == QEvent.Type.PaletteChange and self._ready:
+            self.apply_palette()
+        super().changeEvent(event)
+
+
 class HistogramView(QWidget):
     """The selected layer's histogram as steps over its range, counts linear or log."""
 
@@ -161,17 +196,19 @@ class HistogramView(QWidget):
         self.title = QLabel("Pick a layer", self)
         self.title.setWordWrap(True)
         self.log_box = QCheckBox("Log scale (log10 of 1 + count)", self)
-        self.plot = pg.PlotWidget(self)
-        self.plot.setMenuEnabled(False)
+        self.plot = HistogramPlot(self)
         self.plot.setLabel("bottom", "value")
         self.plot.setLabel("left", "count")
         self.details = QLabel(self)
         self.details.setWordWrap(True)
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(self.title, 1)
+        top.addWidget(self.log_box)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.title)
-        layout.addWidget(self.log_box)
+        layout.addLayout(top)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.details)
         self._counts: np.ndarray | None = None
@@ -220,16 +257,22 @@ class WeightsView(QWidget):
         super().__init__(parent)
         self.heading = QLabel("No model open.", self)
         self.heading.setWordWrap(True)
-        self.stats_button = QPushButton("Compute statistics", self)
-        self.quant_button = QPushButton("Preview int8 / int4", self)
+        self.stats_button = QPushButton("Statistics", self)
+        self.stats_button.setToolTip("Read every weight: min, max, mean, std, exact zeros, NaN/Inf and a histogram "
+                                     "per tensor and layer, with findings")
+        self.quant_button = QPushButton("int8 / int4", self)
+        self.quant_button.setToolTip("Quantise every weight matrix to int8 (per-channel) and int4 (group 128) and "
+                                     "back: the error (SNR, relative) and the size after")
         self.sparsity_spin = QDoubleSpinBox(self)
         self.sparsity_spin.setRange(0.0, 99.0)
         self.sparsity_spin.setDecimals(0)
         self.sparsity_spin.setSingleStep(10)
         self.sparsity_spin.setValue(50)
         self.sparsity_spin.setSuffix(" %")
-        self.prune_button = QPushButton("Preview pruning", self)
-        self.accuracy_button = QPushButton("Held-out accuracy after each", self)
+        self.prune_button = QPushButton("Prune", self)
+        self.prune_button.setToolTip("Global magnitude pruning at this sparsity: what each layer loses and the "
+                                     "size in CSR or a bitmap")
+        self.accuracy_button = QPushButton("Accuracy after…", self)
         self.accuracy_button.setToolTip("Bundled sample models: the score on their held-out set after int8, int4 "
                                         "and pruning at 30/50/70 %, against the original")
         self.cancel_button = QPushButton("Cancel", self)
@@ -255,16 +298,19 @@ class WeightsView(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setAlternatingRowColors(True)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideLeft)  # a long path keeps its end
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         self.histogram = HistogramView(self)
         self.previews = QLabel(self)
         self.previews.setWordWrap(True)
         self.previews.setTextFormat(Qt.TextFormat.RichText)
         self.previews.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        split = QSplitter(Qt.Orientation.Horizontal, self)
+        split = QSplitter(Qt.Orientation.Vertical, self)
         split.addWidget(self.table)
         split.addWidget(self.histogram)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
+        split.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
         layout.addWidget(self.heading)
@@ -325,11 +371,18 @@ class WeightsView(QWidget):
             self.findings.setText(f"<b>Findings</b><ul style='margin-top:2px'>{items}{more}</ul>")
         else:
             self.findings.setText("<b>Findings:</b> none — no NaN or Inf, no dead layer, no extreme range.")
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        """The layer column at most 240 px (paths are elided from the left), the others to their contents."""
         self.table.resizeColumnsToContents()
+        header = self.table.horizontalHeader()
+        header.resizeSection(0, min(header.sectionSize(0), 240))
 
     def set_quant(self, preview: QuantPreview) -> None:
         """The quantisation preview: SNR columns and the model's size after each scheme."""
         self.model.set_quant(preview)
+        self._fit_columns()
         parts = []
         for s in preview.schemes:
             t = preview.totals(s)
@@ -341,6 +394,7 @@ class WeightsView(QWidget):
     def set_prune(self, preview: PrunePreview) -> None:
         """The pruning preview: the Pruned column and the model's size after."""
         self.model.set_prune(preview)
+        self._fit_columns()
         threshold = "nothing pruned" if preview.threshold is None else f"|w| ≤ {preview.threshold:.4g}"
         self._preview_text["prune"] = (
             f"Global magnitude pruning at {preview.sparsity:.0%} ({threshold}, {preview.achieved:.2%} zeroed): model "

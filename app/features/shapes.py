@@ -186,6 +186,9 @@ class ShapesController(QObject):
         inspector = getattr(self.window, "inspector", None)
         if inspector is None or not hasattr(inspector, "set_shape_info"):
             return
+        shown = getattr(inspector, "node", None)
+        if shown is None or shown.path != path:
+            return  # the inspector shows another layer (or none)
         shape, flops = self.layer_texts(path)
         if shape or flops:
             inspector.set_shape_info(shape, flops)
