@@ -53,3 +53,22 @@ class NoAttention(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.head(self.embedding(ids).mean(1))
+
+
+class Seq2Seq(nn.Module):
+    """Token ids -> nn.TransformerEncoder memory -> nn.TransformerDecoder over the same ids with a causal mask:
+    self-attention (causal) and cross-attention in every decoder layer."""
+
+    def __init__(self, vocab: int = 30, d_model: int = 16, nhead: int = 2) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, d_model)
+        self.encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(d_model, nhead, 32, 0.0, batch_first=True), 1,
+                                             enable_nested_tensor=False)
+        self.decoder = nn.TransformerDecoder(nn.TransformerDecoderLayer(d_model, nhead, 32, 0.0, batch_first=True), 2)
+        self.head = nn.Linear(d_model, vocab)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embedding(ids)
+        memory = self.encoder(x)
+        causal = nn.Transformer.generate_square_subsequent_mask(ids.shape[1])
+        return self.head(self.decoder(x[:, :-1], memory, tgt_mask=causal[:-1, :-1], tgt_is_causal=True))

@@ -305,6 +305,20 @@ def patch_grid(tokens: int, image_hw: tuple[int, int] | None, patch: int | None 
     return None
 
 
+def image_size(inp: Any) -> tuple[int, int] | None:
+    """(height, width) of an image input: its picture's, else read from the array by its layout; None otherwise."""
+    if getattr(inp, "kind", "") != "image":
+        return None
+    if inp.display is not None:
+        return tuple(int(d) for d in np.asarray(inp.display).shape[:2])  # type: ignore[return-value]
+    shape = tuple(int(d) for d in np.asarray(inp.array).shape[1:])
+    if len(shape) == 2:
+        return shape  # type: ignore[return-value]
+    if len(shape) == 3:
+        return shape[:2] if inp.layout == "NHWC" or (inp.layout != "NCHW" and shape[-1] in (1, 3)) else shape[1:]
+    return None
+
+
 def grid_labels(grid: tuple[int, int], prefix: int) -> tuple[str, ...]:
     """[CLS] (and [DIST]) then one 'row,column' label per patch."""
     rows, cols = grid

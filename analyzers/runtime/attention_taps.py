@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from analyzers.errors import LayerScopeError, sentence
-from analyzers.explain.attention import AttentionCollector, AttentionResult
+from analyzers.explain.attention import AttentionCollector, AttentionResult, image_size
 from analyzers.explain.inputs import ModelInput
 from analyzers.runtime.outputs import summarise_outputs
 from analyzers.tasks import Cancelled, CancelToken, Progress, Steps
@@ -88,10 +88,8 @@ def capture(live: Any, inp: ModelInput, token: CancelToken | None = None, top_k:
     mask = extras.get("attention_mask")
     if mask is not None and mask.dim() == 2:
         valid = mask[0].detach().cpu().numpy() > 0
-    image_hw = None
-    if inp.kind == "image" and inp.display is not None:
-        image_hw = tuple(int(d) for d in np.asarray(inp.display).shape[:2])
-    result = collector.finish(route, inp.tokens, kind=inp.kind, valid=valid, image=inp.display, image_hw=image_hw,
+    result = collector.finish(route, inp.tokens, kind=inp.kind, valid=valid, image=inp.display,
+                              image_hw=image_size(inp),
                               patch=patch, decoder_tokens=decoder_tokens, prediction=prediction, device=live.device,
                               framework="torch", seconds=time.perf_counter() - started)
     yield Progress(3, 3, "Attention captured")

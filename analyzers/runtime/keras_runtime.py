@@ -207,7 +207,7 @@ class KerasLiveModel(LiveModel):
 
         import keras
 
-        from analyzers.explain.attention import AttentionCollector
+        from analyzers.explain.attention import AttentionCollector, image_size
         from analyzers.runtime.outputs import summarise_outputs
 
         started = time.perf_counter()
@@ -232,8 +232,7 @@ class KerasLiveModel(LiveModel):
         else:
             named = {"logits": np.asarray(out, dtype=np.float32)}
         prediction = summarise_outputs(named, self.labels, top_k, inp, self.task)
-        image_hw = tuple(np.asarray(inp.display).shape[:2]) if inp.kind == "image" and inp.display is not None else None
-        result = collector.finish("keras-mha", inp.tokens, kind=inp.kind, image=inp.display, image_hw=image_hw,
+        result = collector.finish("keras-mha", inp.tokens, kind=inp.kind, image=inp.display, image_hw=image_size(inp),
                                   prediction=prediction, device=self.device, framework="keras",
                                   seconds=time.perf_counter() - started)
         yield Progress(3, 3, "Attention captured")

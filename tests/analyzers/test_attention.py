@@ -325,3 +325,64 @@ def test_zoo_vit_reaches_its_heldout_bar_and_its_grid_is_found():
     result = drive(live.attention(sample_input(entry)))
     assert result.route == "torch-mha" and len(result.layers) == 3 and result.heads == 4
     assert result.grid == (7, 7) and result.prefix == 1 and result.cls_grid().shape == (7, 7)
+
+
+def test_transformer_decoder_layers_give_causal_self_and_labelled_cross_attention(tmp_path):
+    from tests.attention_fixtures import Seq2Seq
+
+    torch.manual_seed(8)
+    model = Seq2Seq().eval()
+    path = tmp_path / "seq2seq.pt"
+    torch.save(model, path)
+    ids = np.array([3, 7, 1, 9, 4, 6])
+    live = load_live_model(path, LoadOptions(trust=True))
+    result = drive(live.attention(text_input(ids)))
+    kinds = [(layer.name, layer.kind, layer.stack, layer.causal, layer.shape) for layer in result.layers]
+    assert kinds == [("encoder.layers.0.self_attn", "self", "encoder", False, (2, 6, 6)),
+                     ("decoder.layers.0.self_attn", "self", "decoder", True, (2, 5, 5)),
+                     ("decoder.layers.0.multihead_attn", "cross", "decoder", False, (2, 5, 6)),
+                     ("decoder.layers.1.self_attn", "self", "decoder", True, (2, 5, 5)),
+                     ("decoder.layers.1.multihead_attn", "cross", "decoder", False, (2, 5, 6))]
+    assert hook_count(live.module) == 0
+    # The reference: each decoder layer's inputs recorded, then its modules asked directly (post-norm layers).
+    x = torch.from_numpy(ids[None])
+    seen = []
+    handles = [layer.register_forward_pre_hook(lambda _m, args, kw: seen.append((args, kw)), with_kwargs=True)
+               for layer in model.decoder.layers]
+    try:
+        with torch.no_grad():
+            model(x)
+            mask = torch.nn.Transformer.generate_square_subsequent_mask(5)
+            for i, layer in enumerate(model.decoder.layers):
+                (tgt, memory), _ = seen[i]
+                _, self_w = layer.self_attn(tgt, tgt, tgt, attn_mask=mask, need_weights=True, average_attn_weights=False)
+                h = layer.norm1(tgt + layer.self_attn(tgt, tgt, tgt, attn_mask=mask, need_weights=False)[0])
+                _, cross_w = layer.multihead_attn(h, memory, memory, need_weights=True, average_attn_weights=False)
+                by_name = {layer_.name: layer_ for layer_ in result.layers}
+                np.testing.assert_allclose(by_name[f"decoder.layers.{i}.self_attn"].weights.astype(np.float32),
+                                           self_w[0].numpy(), atol=FP16)
+                np.testing.assert_allclose(by_name[f"decoder.layers.{i}.multihead_attn"].weights.astype(np.float32),
+                                           cross_w[0].numpy(), atol=FP16)
+    finally:
+        for h in handles:
+            h.remove()
+    assert not np.triu(result.layers[1].weights.astype(np.float32), 1).any()
+    assert result.rollout_indices() == [0] and result.rollout_indices("decoder") == [1, 3]
+
+
+def test_hf_vision_transformer_grid_from_its_config(tmp_path):
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(9)
+    config = ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                       num_attention_heads=4, intermediate_size=64, num_labels=3)
+    folder = save_hf(ViTForImageClassification(config).eval(), tmp_path / "vit")
+    x = np.random.default_rng(0).random((1, 3, 32, 32)).astype(np.float32)
+    live = load_live_model(folder)
+    result = drive(live.attention(ModelInput("image", x, "random", layout="NCHW")))
+    assert result.route == "hf" and result.grid == (4, 4) and result.prefix == 1 and result.tokens[:2] == ("[CLS]", "0,0")
+    ref = ViTForImageClassification.from_pretrained(str(folder), attn_implementation="eager").eval()
+    with torch.no_grad():
+        theirs = ref(pixel_values=torch.from_numpy(x), output_attentions=True).attentions
+    np.testing.assert_allclose(result.cls_grid(1, head=2), theirs[1][0, 2, 0, 1:].reshape(4, 4).numpy(), atol=FP16)
+    assert hook_count(live.module) == 0
