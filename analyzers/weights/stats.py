@@ -20,7 +20,7 @@ import numpy as np
 
 from analyzers.summary import ModelSummary, TensorInfo
 from analyzers.tasks import CancelToken, Progress, Steps
-from analyzers.weights.chunks import CHUNK_ELEMENTS, flat_chunks, squares
+from analyzers.weights.chunks import CHUNK_ELEMENTS, flat_chunks
 
 HIST_BINS = 64
 EXTREME_ABS = 1e4  # a weight this large is flagged (float16 tops out at 65,504; typical weights are below 10)
@@ -151,18 +151,25 @@ def histogram_edges(lo: float, hi: float, bins: int = HIST_BINS) -> tuple[float,
 
 def bin_counts(values: np.ndarray, lo: float, hi: float, bins: int = HIST_BINS) -> np.ndarray:
     """Counts of finite `values` in `bins` equal bins over [lo, hi], exactly as np.histogram(values, bins,
-    (lo, hi)) counts them (edges in the values' dtype, the last bin closed), at about twice its speed: bins
-    are found in float32 and only the values near an edge are checked against the edges themselves."""
+    (lo, hi)) counts them (edges in the values' dtype, the last bin closed), at several times its speed: bins
+    are found in float32, counted two at a time (a pair of uint8 bin numbers is one uint16), and only the
+    values within float32 rounding of an edge are placed again against the edges themselves."""
+    if bins > 256:
+        raise ValueError("bin_counts counts at most 256 bins")
     edges = np.linspace(lo, hi, bins + 1, endpoint=True, dtype=np.result_type(lo, hi, values))
     scale = np.float32(bins / (hi - lo))
     pos = np.subtract(values, np.float32(lo), dtype=np.float32)
     pos *= scale
-    idx = pos.astype(np.int32)
-    np.clip(idx, 0, bins - 1, out=idx)
-    frac = pos - idx
+    off = np.rint(pos)
+    off -= pos
+    np.abs(off, out=off)
     slack = max(EDGE_SLACK, 8 * float(np.finfo(np.float32).eps) * (abs(lo) + abs(hi)) * float(scale))
-    near = np.flatnonzero((frac < slack) | (frac > 1.0 - slack) | (pos < 0) | (pos >= bins))
-    counts = np.bincount(idx, minlength=bins)[:bins].astype(np.int64)
+    near = np.flatnonzero(off < slack)  # within rounding of an edge (or of either end)
+    del off
+    np.clip(pos, 0, bins - 1, out=pos)
+    idx = pos.astype(np.uint8)
+    del pos
+    counts = _count_small(idx, bins)
     if near.size:
         exact = values[near]
         keep = (exact >= edges[0]) & (exact <= edges[-1])
@@ -173,18 +180,34 @@ def bin_counts(values: np.ndarray, lo: float, hi: float, bins: int = HIST_BINS) 
     return counts
 
 
-def _pass_two(chunks: Iterable[np.ndarray], mean: float, edges: tuple[float, float] | None
+def _count_small(idx: np.ndarray, bins: int) -> np.ndarray:
+    """np.bincount of uint8 values below `bins`, half the work: two neighbours read as one uint16."""
+    odd = idx.size % 2
+    counts = np.zeros(bins, dtype=np.int64)
+    if odd:
+        counts[int(idx[-1])] += 1
+        idx = idx[:-1]
+    if idx.size:
+        pairs = np.bincount(np.ascontiguousarray(idx).view(np.uint16), minlength=1 << 16).reshape(256, 256)
+        counts += pairs.sum(axis=0)[:bins] + pairs.sum(axis=1)[:bins]  # low byte, then high byte
+    return counts
+
+
+def _pass_two(chunks: Iterable[np.ndarray], mean: float, edges: tuple[float, float] | None, clean: bool
               ) -> tuple[float, np.ndarray | None]:
-    """Sum of squared deviations from `mean` and the histogram over the range `edges`, of the finite values."""
+    """Sum of squared deviations from `mean` and the histogram over the range `edges`, of the finite values
+    (`clean`: pass one found no NaN or Inf, so no chunk needs filtering)."""
     m2 = 0.0
     counts = np.zeros(HIST_BINS, dtype=np.int64) if edges is not None else None
     for chunk in chunks:
-        if not math.isfinite(float(chunk.sum(dtype=np.float64))):
+        if not clean and not math.isfinite(float(chunk.sum(dtype=np.float64))):
             chunk = chunk[np.isfinite(chunk)]
         if not chunk.size:
             continue
         dev = chunk - chunk.dtype.type(mean)
-        m2 += squares(dev)
+        np.square(dev, out=dev)
+        m2 += float(dev.sum(dtype=np.float64))
+        del dev
         if counts is not None and edges is not None:
             counts += bin_counts(chunk, edges[0], edges[1])
     return m2, counts
@@ -281,7 +304,8 @@ def weight_stats(summary: ModelSummary, source: TensorReader, token: CancelToken
             yield Progress(done_bytes, total_bytes, f"Histogram: {name}")
             mean = run.total / run.finite if run.finite else 0.0
             values = source.read(name)
-            m2, counts = _pass_two(flat_chunks(values, chunk), mean, edges if run.finite else None)
+            m2, counts = _pass_two(flat_chunks(values, chunk), mean, edges if run.finite else None,
+                                   not (run.nans or run.infs))
             del values
             if counts is None and edges is not None:
                 counts = np.zeros(HIST_BINS, dtype=np.int64)
