@@ -13,8 +13,12 @@ blocks dequantised by the source; a tensor that cannot be read or dequantised is
 from __future__ import annotations
 
 import math
+import os
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +31,8 @@ from analyzers.errors import LayerScopeError, printable
 from analyzers.summary import LayerNode, ModelSummary
 from analyzers.tasks import CancelToken, Progress, Steps
 
-CHUNK_ELEMENTS = 1 << 20  # values per block and side: 4 MiB of float32, so the passes over a block stay in cache
+CHUNK_ELEMENTS = 1 << 18  # values per block and side: 1 MiB of float32, so the passes over a block stay in cache
+DRIFT_THREADS = 4
 PROGRESS_ELEMENTS = 16 << 20  # a progress step at least every this many values
 INTEGER_KINDS = "iub"
 SCALES = {"kernel": "kernel_scale", "embeddings": "embeddings_scale"}  # Keras int8: value = int8 / scale
@@ -100,18 +105,34 @@ def _numbers(op: _Operand, index: tuple, dtype: type) -> np.ndarray:
     return block.reshape(-1)
 
 
+_scratch = threading.local()
+
+
+def _buffers(n: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """This thread's reusable B − A and mask buffers: fresh 1 MiB arrays per block were fresh pages (page faults)."""
+    have = getattr(_scratch, "buffers", None)
+    if have is None or have[0].size < n or have[0].dtype != dtype:
+        have = (np.empty(n, dtype=dtype), np.empty(n, dtype=bool))
+        _scratch.buffers = have
+    return have[0][:n], have[1][:n]
+
+
 def _block_stats(ca: np.ndarray, cb: np.ndarray) -> DriftStats:
-    d = cb - ca
+    """The sums of one block (1-D, same dtype). A · B comes from the three norms, (‖A‖² + ‖B‖² − ‖B − A‖²) / 2:
+    one dot product less per block, exact enough (float64 sums) for a cosine near 1."""
     n = int(ca.size)
-    stats = DriftStats(numel=n, sum_a2=float(np.dot(ca, ca)), sum_b2=float(np.dot(cb, cb)),
-                       sum_d2=float(np.dot(d, d)), dot=float(np.dot(ca, cb)),
-                       changed=int(np.count_nonzero(d)), zeros_a=n - int(np.count_nonzero(ca)),
-                       zeros_b=n - int(np.count_nonzero(cb)))
+    d, mask = _buffers(n, ca.dtype)
+    np.subtract(cb, ca, out=d)
+    a2, b2, d2 = float(np.dot(ca, ca)), float(np.dot(cb, cb)), float(np.dot(d, d))
+    stats = DriftStats(numel=n, sum_a2=a2, sum_b2=b2, sum_d2=d2, dot=(a2 + b2 - d2) / 2,
+                       changed=n - int(np.count_nonzero(np.equal(d, 0, out=mask))),
+                       zeros_a=int(np.count_nonzero(np.equal(ca, 0, out=mask))),
+                       zeros_b=int(np.count_nonzero(np.equal(cb, 0, out=mask))))
     if n:
         stats.max_abs = max(float(d.max()), -float(d.min()))
-    if not (math.isfinite(stats.sum_d2) and math.isfinite(stats.sum_a2) and math.isfinite(stats.sum_b2)):
+    if not (math.isfinite(d2) and math.isfinite(a2) and math.isfinite(b2)):
         finite = np.isfinite(ca) & np.isfinite(cb)
-        kept = _block_stats(ca[finite], cb[finite])
+        kept = _block_stats(ca[finite], cb[finite])  # (the buffers are reused: d and mask are spent here)
         kept.numel, kept.zeros_a, kept.zeros_b = n, stats.zeros_a, stats.zeros_b
         kept.changed += int(np.count_nonzero(~finite & ~((ca == cb) | (np.isnan(ca) & np.isnan(cb)))))
         kept.nonfinite = n - int(np.count_nonzero(finite))
@@ -119,26 +140,58 @@ def _block_stats(ca: np.ndarray, cb: np.ndarray) -> DriftStats:
     return stats
 
 
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _workers() -> ThreadPoolExecutor:
+    """The threads blocks are measured on (numpy and BLAS release the GIL): one per core, at most DRIFT_THREADS."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max(1, min(DRIFT_THREADS, os.cpu_count() or 1)),
+                                       thread_name_prefix="layerscope-drift")
+        return _pool
+
+
 def _compare(a: _Operand, b: _Operand, chunk: int, token: CancelToken | None, progress: list[int],
              total: int, text: str) -> Steps[DriftStats]:
-    """The measures of one tensor pair, block by block."""
+    """The measures of one tensor pair, block by block: the blocks are measured on a few threads, at most two
+    per thread in flight (memory stays bounded), and summed in order (the same sums on every run)."""
     va, vb = a.values, b.values
     dtype = np.float64 if np.float64 in (va.dtype, vb.dtype) else np.float32
     if a.scale is None and b.scale is None and va.flags.c_contiguous and vb.flags.c_contiguous:
         va, vb = va.reshape(-1), vb.reshape(-1)
         a, b = _Operand(va), _Operand(vb)
+
+    def measure(index: tuple) -> DriftStats:
+        return _block_stats(_numbers(a, index, dtype), _numbers(b, index, dtype))
+
     stats = DriftStats()
     since = 0
-    for index in _blocks(va.shape, chunk):
-        if token is not None:
-            token.raise_if_cancelled()
-        block = _block_stats(_numbers(a, index, dtype), _numbers(b, index, dtype))
-        stats.add(block)
-        progress[0] += block.numel
-        since += block.numel
-        if since >= PROGRESS_ELEMENTS:
-            since = 0
-            yield Progress(progress[0], total, text)
+    pool = _workers()
+    depth = 2 * pool._max_workers
+    pending: deque[Future] = deque()
+    blocks = _blocks(va.shape, chunk)
+    try:
+        while True:
+            while len(pending) < depth and (index := next(blocks, None)) is not None:
+                pending.append(pool.submit(measure, index))
+            if not pending:
+                break
+            block = pending.popleft().result()
+            if token is not None:
+                token.raise_if_cancelled()
+            stats.add(block)
+            progress[0] += block.numel
+            since += block.numel
+            if since >= PROGRESS_ELEMENTS:
+                since = 0
+                yield Progress(progress[0], total, text)
+    finally:
+        for future in pending:
+            future.cancel()
+        wait(pending)
     return stats
 
 
