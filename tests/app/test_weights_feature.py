@@ -154,3 +154,52 @@ def test_held_out_accuracy_button(window, open_and_wait, qtbot, runner):
     assert [r.variant for r in report.rows] == ["original", "int8", "int4", "prune0.3", "prune0.5", "prune0.7"]
     assert report.rows[0].score == pytest.approx(entry.heldout, abs=0.005)
     assert "held-out" in view.previews.text() or report.title in view.previews.text()
+
+
+WINDOW_SCRIPT = r"""
+import sys
+from pathlib import Path
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+app = QApplication([])
+from app.features.shapes import ShapesController
+from app.features.weights import WeightsController
+from app.main_window import MainWindow
+window = MainWindow(interactive=False)
+window.ensure_views()
+shapes, weights = ShapesController(window), WeightsController(window)
+state = {}
+def finish(code):
+    state['code'] = code
+    app.quit()
+shapes.reportReady.connect(lambda r: (state.__setitem__('flops', r.total_flops), weights.run_stats()))
+weights.finished.connect(lambda kind: kind == 'stats' and weights.run_quant() or kind == 'quant' and finish(0))
+shapes.failed.connect(lambda m: finish(3))
+weights.failed.connect(lambda m: finish(4))
+window.open_path(Path(sys.argv[1]))
+QTimer.singleShot(240000, lambda: finish(5))
+app.exec()
+from app.loader_process import shutdown_shared
+from app.runner_process import shutdown_shared as stop_runner
+stop_runner(); shutdown_shared()
+heavy = sorted(m for m in ('torch', 'tensorflow', 'keras', 'h5py', 'onnx', 'gguf', 'transformers') if m in sys.modules)
+print('FLOPS=%s HEAVY=%s' % (state.get('flops'), ','.join(heavy)))
+sys.exit(state.get('code', 6))
+"""
+
+
+def test_the_window_process_imports_no_framework_for_shapes_or_weights():
+    """Shapes, FLOPs, statistics and previews of a PyTorch model leave torch and every model-file library out of
+    the window's process: they run in the model runner."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    entry = zoo_or_skip("digits_cnn_torch")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    done = subprocess.run([sys.executable, "-c", WINDOW_SCRIPT, str(entry.file)], capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parents[2], env=env)
+    assert done.returncode == 0, (done.stdout[-500:], done.stderr[-2000:])
+    assert "HEAVY=\n" in done.stdout or done.stdout.strip().endswith("HEAVY="), done.stdout
+    assert "FLOPS=1082880" in done.stdout  # conv 389,376 + fc1 692,224 + fc2 1,280
