@@ -339,3 +339,45 @@ def test_predictions_compare_as_distributions():
     np.testing.assert_allclose(distribution(np.array([2.0])), [1 - expit(2.0), expit(2.0)])  # one logit: a sigmoid
     np.testing.assert_allclose(distribution(np.array([0.0]), "sigmoid"), [0.5, 0.5])
     np.testing.assert_allclose(distribution(np.array([0.8]), "model"), [0.2, 0.8])  # one probability
+
+
+def test_gguf_blocks_are_dequantised_before_they_are_compared(tmp_path):
+    import gguf
+
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=(4, 64)).astype(np.float32)
+    q8 = gguf.quants.quantize(values, gguf.GGMLQuantizationType.Q8_0)
+    paths = []
+    for name, tensor, raw in (("a.gguf", values, None), ("b.gguf", q8, gguf.GGMLQuantizationType.Q8_0)):
+        writer = gguf.GGUFWriter(str(tmp_path / name), "llama")
+        writer.add_tensor("blk.0.ffn_up.weight", tensor, raw_dtype=raw)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        paths.append(tmp_path / name)
+    a, b = _summary(paths[0]), _summary(paths[1])
+    pair = next(p for p in align(a, b).rows if p.tensors)
+    assert pair.tensors[0].dtype_change.startswith("float32 → ")
+    [drift] = run_steps(drift_steps(a, b)).tensors
+    x = values.astype(np.float64).ravel()
+    y = gguf.quants.dequantize(q8, gguf.GGMLQuantizationType.Q8_0).astype(np.float64).ravel()  # gguf's own numbers
+    assert drift.stats.relative_change == pytest.approx(np.linalg.norm(y - x) / np.linalg.norm(x), rel=1e-6)
+    assert 0 < drift.stats.relative_change < 0.02
+
+
+def test_nan_and_inf_elements_are_counted_apart_from_the_sums(tmp_path):
+    base = torch.arange(1, 13, dtype=torch.float32).reshape(3, 4)
+    other = base.clone()
+    other[0, 0] = float("nan")
+    other[1, 1] = float("inf")
+    other[2, 2] += 1.0
+    report = run_steps(drift_steps(_summary(_save({"w": base}, tmp_path / "a.pt")),
+                                   _summary(_save({"w": other}, tmp_path / "b.pt"))))
+    s = report.model
+    keep = np.ones(12, bool)
+    keep[[0, 5]] = False
+    x, y = base.numpy().ravel()[keep].astype(np.float64), other.numpy().ravel()[keep].astype(np.float64)
+    assert s.nonfinite == 2 and s.changed == 3 and s.numel == 12
+    assert s.relative_change == pytest.approx(np.linalg.norm(y - x) / np.linalg.norm(x))
+    assert s.max_abs == 1.0
