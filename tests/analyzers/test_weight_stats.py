@@ -288,3 +288,41 @@ def test_weights_cli_json_and_bad_requests(planted, tmp_path):
     for args in (["--quant-preview", "int3"], ["--prune", "1.5"], ["--top", "0"]):
         bad = run_cli("weights", path, *args)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr, args
+
+
+def test_gguf_statistics_are_of_the_dequantised_values(tmp_path):
+    import gguf
+
+    rng = np.random.default_rng(4)
+    quant = rng.normal(size=(4, 64)).astype(np.float32)
+    path = tmp_path / "m.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tensor("plain.weight", rng.normal(size=(8, 32)).astype(np.float32))
+    q8 = gguf.quants.quantize(quant, gguf.GGMLQuantizationType.Q8_0)
+    writer.add_tensor("quant.weight", q8, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    summary = drive(open_model(path))
+    with open_weights(summary) as source:
+        stats = drive(weight_stats(summary, source))
+    dequantised = gguf.quants.dequantize(q8, gguf.GGMLQuantizationType.Q8_0).reshape(quant.shape)
+    _check_against_numpy(stats, "quant.weight", dequantised)
+
+
+def test_cancel_stops_statistics_between_chunks(planted):
+    from analyzers.tasks import Cancelled, CancelToken
+
+    summary, _ = planted
+    token = CancelToken()
+    seen = []
+
+    def on_progress(progress):
+        seen.append(progress)
+        if len(seen) == 2:
+            token.cancel()
+
+    with open_weights(summary) as source, pytest.raises(Cancelled):
+        drive(weight_stats(summary, source, token, chunk=100), on_progress, token)
+    assert 2 <= len(seen) < 6  # stopped at the next check, far before the ~14 steps of a full run
