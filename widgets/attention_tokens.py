@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 ROW_H = 18
 GAP = 160  # horizontal room for the lines between the two columns
 MIN_SHOWN = 0.02  # lines below this share of the largest weight are not drawn (they would be invisible anyway)
+MAX_LINES = 6000  # beyond this many, only the strongest are drawn
 
 
 class TokenLines(QWidget):
@@ -62,13 +63,14 @@ class TokenLines(QWidget):
         w = self.weights
         if w.size == 0:
             return []
-        rows = [self.focus] if self.focus >= 0 else range(w.shape[0])
-        top = float(w[self.focus].max() if self.focus >= 0 else w.max()) or 1.0
-        out = []
-        for i in rows:
-            for j in np.flatnonzero(w[i] >= MIN_SHOWN * top):
-                out.append((int(i), int(j), float(min(1.0, w[i, j] / top))))
-        return out
+        part = w[self.focus:self.focus + 1] if self.focus >= 0 else w
+        top = float(part.max()) or 1.0
+        rows, cols = np.nonzero(part >= MIN_SHOWN * top)
+        if rows.size > MAX_LINES:  # a long, flat map: only the strongest lines (the rest would be a grey blur)
+            keep = np.argpartition(part[rows, cols], -MAX_LINES)[-MAX_LINES:]
+            rows, cols = rows[keep], cols[keep]
+        offset = max(self.focus, 0)
+        return [(int(i) + offset, int(j), float(min(1.0, part[i, j] / top))) for i, j in zip(rows, cols)]
 
     def _columns(self) -> tuple[float, float]:
         left_end = float(self._label_w)

@@ -103,3 +103,22 @@ def test_panel_fits_a_narrow_tab(panel, qtbot):
     panel.resize(560, 800)
     qtbot.waitUntil(lambda: panel.splitter.orientation().name == "Vertical", timeout=2000)
     assert panel.minimumSizeHint().width() <= 560
+
+
+def test_token_lines_of_a_long_flat_map_keep_the_strongest(qtbot):
+    from widgets.attention_tokens import MAX_LINES, TokenLines
+
+    view = TokenLines()
+    qtbot.addWidget(view)
+    rng = np.random.default_rng(2)
+    w = rng.random((200, 200)).astype(np.float32) + 1.0
+    w /= w.sum(-1, keepdims=True)
+    labels = [f"t{i}" for i in range(200)]
+    view.set_weights(w, labels, labels)
+    lines = view.lines()
+    assert len(lines) == MAX_LINES
+    assert min(a for _, _, a in lines) * w.max() >= np.sort(w.ravel())[-MAX_LINES] - 1e-9
+    view.set_focus(7)
+    assert sorted(j for _, j, _ in view.lines()) == list(range(200)) and {i for i, _, _ in view.lines()} == {7}
+    view.resize(600, 400)
+    view.grab()  # paints without error
