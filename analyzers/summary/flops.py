@@ -196,10 +196,18 @@ def keras_flops(root: LayerNode, shapes: Mapping[str, Shape]) -> tuple[dict[str,
 # --- ONNX ------------------------------------------------------------------------------------------------
 
 
+# ONNX ops with products inside that are not counted here: their FLOPs are "unknown", not 0
+ONNX_UNCOUNTED = frozenset({"Einsum", "Attention", "MultiHeadAttention", "MatMulInteger", "QLinearMatMul",
+                            "QLinearConv", "ConvInteger", "LSTM", "GRU", "RNN", "Scan", "Loop", "If",
+                            "DeformConv", "MatMulNBits", "GroupQueryAttention"})
+
+
 def onnx_node_flops(op_type: str, inputs: Sequence[Shape | None], output: Shape | None,
                     attrs: Mapping[str, object]) -> int | None:
-    """FLOPs of one ONNX node whose shapes are known: MatMul, Gemm, Conv and ConvTranspose; 0 for none else
-    counted, None when a needed shape is unknown."""
+    """FLOPs of one ONNX node whose shapes are known: MatMul, Gemm, Conv and ConvTranspose; 0 for element-wise
+    and shape ops; None when a needed shape is unknown or the op does products not counted here."""
+    if op_type in ONNX_UNCOUNTED:
+        return None
     out = numel(output)
     if op_type == "MatMul":
         if out is None or not inputs or inputs[0] is None or not inputs[0] or inputs[0][-1] is None:
