@@ -164,12 +164,29 @@ def bin_counts(values: np.ndarray, lo: float, hi: float, bins: int = HIST_BINS) 
     off -= pos
     np.abs(off, out=off)
     slack = max(EDGE_SLACK, 8 * float(np.finfo(np.float32).eps) * (abs(lo) + abs(hi)) * float(scale))
-    near = np.flatnonzero(off < slack)  # within rounding of an edge (or of either end)
+    close = off < slack  # within rounding of an edge (or of either end)
     del off
+    zero_pos = -float(lo) * float(scale)
+    zeros = 0
+    if 0 <= zero_pos <= bins and abs(zero_pos - round(zero_pos)) < slack:
+        # 0.0 sits on an edge (a symmetric range): pruned and dead weights would all be re-placed one by one,
+        # so the exact zeros are placed once, together
+        is_zero = values == 0
+        zeros = int(np.count_nonzero(is_zero))
+        if zeros:
+            close &= ~is_zero
+        del is_zero
+    near = np.flatnonzero(close)
+    del close
     np.clip(pos, 0, bins - 1, out=pos)
     idx = pos.astype(np.uint8)
     del pos
     counts = _count_small(idx, bins)
+    if zeros:
+        fast = int(min(max(np.float32(np.float32(0 - np.float32(lo)) * scale), 0), bins - 1))
+        exact_zero = min(int(np.searchsorted(edges, edges.dtype.type(0), side="right")) - 1, bins - 1)
+        counts[fast] -= zeros
+        counts[exact_zero] += zeros
     if near.size:
         exact = values[near]
         keep = (exact >= edges[0]) & (exact <= edges[-1])
