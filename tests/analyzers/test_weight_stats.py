@@ -326,3 +326,21 @@ def test_cancel_stops_statistics_between_chunks(planted):
     with open_weights(summary) as source, pytest.raises(Cancelled):
         drive(weight_stats(summary, source, token, chunk=100), on_progress, token)
     assert 2 <= len(seen) < 6  # stopped at the next check, far before the ~14 steps of a full run
+
+
+def test_histogram_counts_equal_numpy_at_the_edges():
+    from analyzers.weights.stats import bin_counts
+
+    rng = np.random.default_rng(5)
+    for trial in range(40):
+        x = rng.standard_normal(20_000).astype(np.float32) * rng.uniform(0.001, 100)
+        if trial % 2 == 0:
+            x[rng.random(x.size) < 0.5] = 0  # pruned: half the values exactly 0.0
+        if trial % 4 == 0:
+            x = np.concatenate([x, -x])  # a symmetric range puts 0.0 on the middle edge
+        if trial % 3 == 0:
+            x = np.round(x)  # integers land on edges
+        if trial % 7 == 0:
+            x = x.astype(np.float64)
+        lo, hi = float(x.min()), float(x.max())
+        assert bin_counts(x, lo, hi).tolist() == np.histogram(x, HIST_BINS, (lo, hi))[0].tolist(), trial
