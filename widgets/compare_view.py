@@ -41,7 +41,7 @@ TAB_NAMES = ("Overview", "Memory", "Explain", "Drift")
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 BAR_ROLE = Qt.ItemDataRole.UserRole + 2  # share of the widest bar, 0..1
 KEY_ROLE = Qt.ItemDataRole.UserRole + 3
-DRIFT_COLUMNS = ("Layer", "Type", "Relative change", "Cosine", "Max |B − A|", "Changed", "Zeros A", "Zeros B")
+DRIFT_COLUMNS = ("Layer", "Type", "Rel. change", "Cosine", "Max |B − A|", "Changed", "Zeros A", "Zeros B")
 
 
 class SortItem(QTableWidgetItem):
@@ -314,6 +314,7 @@ class CompareView(QWidget):
                 cell.setData(KEY_ROLE, key)
                 table.setItem(r, col, cell)
         table.setSortingEnabled(True)
+        table.sortItems(2, Qt.SortOrder.DescendingOrder)  # what changed most first
         notes = [f"Not comparable: {t.name_a} / {t.name_b}: {t.reason}." for t in report.not_comparable()[:8]]
         if report.only_a or report.only_b:
             notes.append(f"Tensors only in A: {len(report.only_a)}; only in B: {len(report.only_b)} "

@@ -70,6 +70,8 @@ class CompareController(QObject):
         self.diff: StructureDiff | None = None
         self.last_outcome: Any = None
         self.actions = self._install_menu()
+        window.jobs.progress.connect(self._on_progress)
+        window.jobs.cancelled.connect(self._on_cancelled)
         window.session.changed.connect(self._on_sessions_changed)
         self.session_b.changed.connect(self._on_sessions_changed)
 
@@ -241,18 +243,18 @@ class CompareController(QObject):
         if self.diff is None or self.view is None:
             return None
         a, b = self.diff.a, self.diff.b
-        self.view.set_drift_busy(True, "Reading both checkpoints tensor by tensor…")
         self._drift_job = self.window.jobs.submit(partial(self._drift_steps, a, b), DRIFT_LABEL, "model",
                                                   on_done=self._on_drift, on_error=self._on_drift_failed)
+        self.view.set_drift_busy(True, "Reading both checkpoints tensor by tensor…")
         return self._drift_job
 
     def _drift_steps(self, a: Any, b: Any, token: CancelToken) -> Steps[Any]:
         return (yield from self.runner.request("drift", token, a.source.path, a=a, b=b))
 
     def cancel_drift(self) -> None:
-        """Stop the running drift job."""
+        """Stop the running drift job (the runner stops at its next block)."""
         if self._drift_job is not None:
-            self.window.jobs.cancel(self._drift_job)
+            self.window.jobs.cancel(self._drift_job)  # reported through _on_cancelled
 
     def _on_drift(self, report: Any) -> None:
         self._drift_job = None
@@ -268,6 +270,27 @@ class CompareController(QObject):
             self.view.set_drift_busy(False, message)
         self.window.show_error(message)
         self.driftFinished.emit(None)
+
+    def _on_progress(self, job_id: int, progress: Any) -> None:
+        if self.view is None:
+            return
+        share = progress.fraction
+        text = progress.text + (f" ({100 * share:.0f} %)" if share is not None else "")
+        if job_id == self._drift_job:
+            self.view.set_drift_busy(True, text)
+        elif job_id == self._explain_job:
+            self.view.explain.set_busy(True, text)
+
+    def _on_cancelled(self, job_id: int) -> None:
+        """A job stopped from the status bar's Cancel: its page is usable again."""
+        if job_id == self._drift_job:
+            self._drift_job = None
+            self.view.set_drift_busy(False, "Cancelled.")
+            self.driftFinished.emit(None)
+        elif job_id == self._explain_job:
+            self._explain_job = None
+            self.view.explain.set_busy(False, "Cancelled.")
+            self.explainFinished.emit(None)
 
     # -- the same input through both -----------------------------------------------------------------
     def _explain_choices(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]], str]:
@@ -297,10 +320,10 @@ class CompareController(QObject):
         settings = CompareSettings(RunSettings(InputChoice(asked["kind"], asked["value"]), runs=1, warmup=0), request)
         self._explain_sign = asked.get("sign")
         ref_a, ref_b = self.window.session.model_ref(), self.session_b.model_ref()
-        self.view.explain.set_busy(True, "Running both models…")
         self._explain_job = self.window.jobs.submit(partial(self._explain_steps, ref_a, ref_b, settings),
                                                     EXPLAIN_LABEL, "model", on_done=self._on_explained,
                                                     on_error=self._on_explain_failed)
+        self.view.explain.set_busy(True, "Running both models…")
         return self._explain_job
 
     def _explain_steps(self, ref_a: Any, ref_b: Any, settings: Any, token: CancelToken) -> Steps[Any]:
@@ -308,12 +331,9 @@ class CompareController(QObject):
                                                settings=settings))
 
     def cancel_explain(self) -> None:
-        """Stop the running compare run."""
+        """Stop the running compare run (the runner stops at its next forward pass)."""
         if self._explain_job is not None:
-            self.window.jobs.cancel(self._explain_job)
-            self._explain_job = None
-            self.view.explain.set_busy(False, "Cancelled.")
-            self.explainFinished.emit(None)
+            self.window.jobs.cancel(self._explain_job)  # reported through _on_cancelled
 
     def _on_explained(self, outcome: Any) -> None:
         from analyzers.compare.outputs import compare_predictions, shared_scale_maps

@@ -148,6 +148,23 @@ def test_drift_runs_in_the_runner_and_fills_the_table_and_the_tree(qtbot, compar
     assert dense.siblingAtColumn(10).data() == f"{report.layer(('dense', 'dense')).total.relative_change:.3g}"
 
 
+def test_cancelling_the_drift_leaves_the_page_usable(qtbot, compare_window, open_and_wait):
+    base, tuned = zoo_or_skip("digits_cnn_keras"), zoo_or_skip("digits_cnn_finetuned_keras")
+    w = compare_window
+    _open_pair(qtbot, w, open_and_wait, base.file, tuned.file)
+    view = w.compare.view
+    view.drift_button.click()
+    assert view.drift_cancel.isEnabled() and not view.drift_button.isEnabled()
+    with qtbot.waitSignal(w.compare.driftFinished, timeout=10_000) as blocker:
+        view.drift_cancel.click()
+    assert blocker.args == [None] and view.drift_button.isEnabled() and view.drift_status.text() == "Cancelled."
+    qtbot.wait(1500)  # long enough for the runner to have answered the cancelled request
+    assert view.drift_table.rowCount() == 0  # a cancelled job's late answer is not painted
+    with qtbot.waitSignal(w.compare.driftFinished, timeout=120_000) as blocker:  # the runner still answers
+        view.drift_button.click()
+    assert blocker.args[0] is not None and view.drift_table.rowCount() == 4
+
+
 @pytest.mark.slow
 def test_the_same_sample_through_both_with_maps_on_one_scale(qtbot, compare_window, open_and_wait):
     keras, port = zoo_or_skip("digits_cnn_keras"), zoo_or_skip("digits_cnn_torch")
