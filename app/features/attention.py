@@ -7,17 +7,17 @@ no framework. The panel (widgets/attention_view.py, pyqtgraph) is built when the
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from analyzers.errors import TrustRequired
 from analyzers.explain.inputs import sample_label
 from analyzers.explain.model_hints import summary_input_kind, why_not_runnable
 from analyzers.explain.requests import AttentionOutcome, AttentionSettings
-from analyzers.tasks import CancelToken, Steps
+from app.trust import NeedsTrust, TrustQuestion, trusted_request
 
 if TYPE_CHECKING:
     from app.runner_process import RunnerProcess
@@ -25,14 +25,6 @@ if TYPE_CHECKING:
     from widgets.attention_view import AttentionPanel
 
 ATTENTION_LABEL = "Attention: capturing the maps"
-
-
-class _NeedsTrust:
-    """The runner refused to run the file's code untrusted: ask, then send the same settings again."""
-
-    def __init__(self, settings: AttentionSettings, message: str) -> None:
-        self.settings = settings
-        self.message = message
 
 
 class AttentionController(QObject):
@@ -55,8 +47,8 @@ class AttentionController(QObject):
         self._job: int | None = None
         self._stale = True
         self.last_outcome: AttentionOutcome | None = None
-        self.trust_dialog: Any = None
-        self._trust_settings: AttentionSettings | None = None
+        self.trust = TrustQuestion(window, self.session)  # "run its code?" before a file's code runs
+        self.trust.answered.connect(self._on_trust_answer)
         self.session.changed.connect(self.on_session_changed)
         window.tabs.currentChanged.connect(self._on_tab_changed)
         self.jobs.progress.connect(self._on_progress)
@@ -133,7 +125,9 @@ class AttentionController(QObject):
         ref = self.session.model_ref(settings.device)
         self.last_outcome = None
         self.panel.set_busy(True, "Capturing attention…")
-        self._job = self.jobs.submit(lambda token: self._request(token, ref, settings), ATTENTION_LABEL, "model",
+        retry = partial(self.compute, settings)
+        self._job = self.jobs.submit(lambda token: trusted_request(self.runner, "attention", token, ref, retry,
+                                                                   settings=settings), ATTENTION_LABEL, "model",
                                      on_done=self._on_done, on_error=self._on_error)
         return self._job
 
@@ -142,16 +136,10 @@ class AttentionController(QObject):
         if self._job is not None:
             self.jobs.cancel(self._job)
 
-    def _request(self, token: CancelToken, ref: Any, settings: AttentionSettings) -> Steps[Any]:
-        try:
-            return (yield from self.runner.request("attention", token, ref.path, ref=ref, settings=settings))
-        except TrustRequired as exc:
-            return _NeedsTrust(settings, str(exc))
-
     # --- results (GUI thread) ---------------------------------------------------------------------
 
-    def _on_done(self, outcome: AttentionOutcome | _NeedsTrust) -> None:
-        if isinstance(outcome, _NeedsTrust):
+    def _on_done(self, outcome: AttentionOutcome | NeedsTrust) -> None:
+        if isinstance(outcome, NeedsTrust):
             self._ask_trust(outcome)
             return
         self._job = None
@@ -161,29 +149,20 @@ class AttentionController(QObject):
         self.attentionFinished.emit(outcome)
         self.requestEnded.emit()
 
-    def _ask_trust(self, request: _NeedsTrust) -> None:
+    @property
+    def trust_dialog(self) -> Any:
+        """The open "run its code?" question, if any."""
+        return self.trust.dialog
+
+    def _ask_trust(self, request: NeedsTrust) -> None:
         self._job = None
         self.panel.set_busy(False, "")
-        if not self.window.interactive:
-            self._on_error(request.message)
-            return
-        from widgets.trust_dialog import TrustDialog
+        self.trust.ask(request)
 
-        dialog = TrustDialog(self.session.path, request.message, self.window, action="run")
-        self.trust_dialog = dialog
-        self._trust_settings = request.settings
-        dialog.finished.connect(self._on_trust_answer)
-        dialog.open()
-
-    def _on_trust_answer(self, _result: int) -> None:
-        dialog, settings = self.trust_dialog, self._trust_settings
-        self.trust_dialog = None
-        if dialog is None or settings is None or not dialog.trusted():
+    def _on_trust_answer(self, trusted: bool) -> None:
+        if not trusted:
             self.panel.show_status("Not run: its code was not trusted.")
             self.requestEnded.emit()
-            return
-        self.session.grant_trust()
-        self.compute(settings)
 
     def _on_error(self, message: str) -> None:
         self._job = None

@@ -10,7 +10,6 @@ pool, so two never overlap.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QVBoxLayout, QWidget
 
-from analyzers.errors import LayerScopeError, TrustRequired
+from analyzers.errors import LayerScopeError
 from analyzers.explain.inputs import Preprocess, sample_label
 from analyzers.explain.model_hints import (
     arch_classes,
@@ -31,6 +30,7 @@ from analyzers.explain.model_hints import (
 from analyzers.explain.requests import AttributeOutcome, RunOutcome
 from analyzers.loaders import LoadOptions
 from analyzers.tasks import CancelToken, Steps
+from app.trust import NeedsTrust, TrustQuestion, trusted_request
 
 if TYPE_CHECKING:
     from analyzers.explain.requests import AttributeSettings, RunSettings
@@ -39,15 +39,6 @@ if TYPE_CHECKING:
     from widgets.run_panel import RunPanel
 
 __all__ = ["AttributeOutcome", "RunController", "RunOutcome", "arch_classes", "install"]
-
-@dataclass(frozen=True)
-class NeedsTrust:
-    """The runner refused to run the file's code untrusted: ask the user, then send `op` again."""
-
-    op: str
-    settings: Any
-    message: str
-
 
 RUN_LABEL = "Explain: running the model"
 ATTRIBUTE_LABEL = "Explain: attribution"
@@ -83,8 +74,8 @@ class RunController(QObject):
         self._stale = False  # the session changed since the panel last showed it
         self._devices_listed = False
         self._warmed: set[str] = set()  # frameworks the runner was asked to import ahead of a Run
-        self.trust_dialog: Any = None  # the open "run its code?" question, if any
-        self._trust_request: NeedsTrust | None = None
+        self.trust = TrustQuestion(window, self.session)  # "run its code?" before a file's code runs
+        self.trust.answered.connect(self._on_trust_answer)
         self.session.changed.connect(self.on_session_changed)
         window.layerSelected.connect(self.on_layer_selected)
         window.tabs.currentChanged.connect(self._on_tab_changed)
@@ -238,9 +229,10 @@ class RunController(QObject):
         ref = self.session.model_ref(settings.device)
         self.session.clear_results("run")
         self.panel.set_busy(True, "Running the model…")
+        retry = partial(self.run, settings)
         self._job = self.jobs.submit(
-            lambda token: self._request("run", token, ref, settings=settings), RUN_LABEL, "model",
-            on_done=self._on_run_done, on_error=self._on_error)
+            lambda token: trusted_request(self.runner, "run", token, ref, retry, settings=settings), RUN_LABEL,
+            "model", on_done=self._on_run_done, on_error=self._on_error)
         return self._job
 
     def attribute(self, settings: AttributeSettings) -> int | None:
@@ -251,9 +243,10 @@ class RunController(QObject):
         ref = self.session.model_ref(settings.run.device)
         self.session.clear_results("attribution")
         self.panel.set_busy(True, "Computing the attribution…")
+        retry = partial(self.attribute, settings)
         self._job = self.jobs.submit(
-            lambda token: self._request("attribute", token, ref, settings=settings), ATTRIBUTE_LABEL, "model",
-            on_done=self._on_attribute_done, on_error=self._on_error)
+            lambda token: trusted_request(self.runner, "attribute", token, ref, retry, settings=settings),
+            ATTRIBUTE_LABEL, "model", on_done=self._on_attribute_done, on_error=self._on_error)
         return self._job
 
     def cancel(self) -> None:
@@ -306,12 +299,6 @@ class RunController(QObject):
 
     # --- job bodies (model-pool thread; the work itself happens in the runner process) ---------------
 
-    def _request(self, op: str, token: CancelToken, ref: Any, settings: Any) -> Steps[Any]:
-        try:
-            return (yield from self.runner.request(op, token, ref.path, ref=ref, settings=settings))
-        except TrustRequired as exc:
-            return NeedsTrust(op, settings, str(exc))
-
     def _device_steps(self, token: CancelToken) -> Steps[list[tuple[str, str]]]:
         return (yield from self.runner.request("devices", token))
 
@@ -329,30 +316,21 @@ class RunController(QObject):
         if chosen is not None:
             self.panel.select_layer(chosen)
 
+    @property
+    def trust_dialog(self) -> Any:
+        """The open "run its code?" question, if any."""
+        return self.trust.dialog
+
     def _ask_trust(self, request: NeedsTrust) -> None:
-        """Running needs the file's code: ask (default No); on yes, trust the session and send the request again."""
+        """Running needs the file's code: ask (default No); on yes the session is trusted and the request retried."""
         self._job = None
         self.panel.set_busy(False, "")
-        if not self.window.interactive:
-            self._on_error(request.message)
-            return
-        from widgets.trust_dialog import TrustDialog
+        self.trust.ask(request)
 
-        dialog = TrustDialog(self.session.path, request.message, self.window, action="run")
-        self.trust_dialog = dialog
-        dialog.finished.connect(self._on_trust_answer)
-        self._trust_request = request
-        dialog.open()
-
-    def _on_trust_answer(self, _result: int) -> None:
-        dialog, request = self.trust_dialog, self._trust_request
-        self.trust_dialog = None
-        if dialog is None or not dialog.trusted():
+    def _on_trust_answer(self, trusted: bool) -> None:
+        if not trusted:
             self.panel.show_status("Not run: its code was not trusted.")
             self.requestEnded.emit()
-            return
-        self.session.grant_trust()
-        (self.run if request.op == "run" else self.attribute)(request.settings)
 
     def _on_run_done(self, outcome: RunOutcome | NeedsTrust) -> None:
         if isinstance(outcome, NeedsTrust):
