@@ -181,3 +181,28 @@ def describe_exit(code: int | None) -> str:
             return "it was killed (SIGKILL, often the system running out of memory)"
         return f"it crashed ({name})"
     return f"it exited with code {code}"
+
+
+class SharedChild:
+    """One process-wide handle on a child (the loader, the model runner): made on first use, closed once."""
+
+    def __init__(self, factory: Any) -> None:
+        import threading
+
+        self._factory = factory
+        self._handle: Any = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        """The handle, made now if there is none."""
+        with self._lock:
+            if self._handle is None:
+                self._handle = self._factory()
+            return self._handle
+
+    def shutdown(self) -> None:
+        """Close the handle's child, if one was made (window close, tests); the next get() makes a new one."""
+        with self._lock:
+            handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.close()

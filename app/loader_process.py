@@ -207,26 +207,17 @@ class LoaderProcess:
         child_process.close(proc)
 
 
-_shared: LoaderProcess | None = None
-_shared_lock = threading.Lock()
+_SHARED = child_process.SharedChild(LoaderProcess)
 
 
 def shared_process() -> LoaderProcess:
     """The process-wide loader child (created on first use)."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = LoaderProcess()
-        return _shared
+    return _SHARED.get()
 
 
 def shutdown_shared() -> None:
     """Stop the shared child, if one runs (window close, tests)."""
-    global _shared
-    with _shared_lock:
-        proc, _shared = _shared, None
-    if proc is not None:
-        proc.close()
+    _SHARED.shutdown()
 
 
 def open_isolated(path: Path, options: LoadOptions | None, token: CancelToken) -> Steps[ModelSummary]:

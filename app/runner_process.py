@@ -305,26 +305,17 @@ class RunnerProcess:
         child_process.kill(proc)
 
 
-_shared: RunnerProcess | None = None
-_shared_lock = threading.Lock()
+_SHARED = child_process.SharedChild(RunnerProcess)
 
 
 def shared_runner() -> RunnerProcess:
     """The process-wide model runner (its child starts with the first request)."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = RunnerProcess()
-        return _shared
+    return _SHARED.get()
 
 
 def shutdown_shared() -> None:
     """Stop the shared runner's child, if one runs (window close, tests)."""
-    global _shared
-    with _shared_lock:
-        runner, _shared = _shared, None
-    if runner is not None:
-        runner.close()
+    _SHARED.shutdown()
 
 
 if __name__ == "__main__":
