@@ -23,7 +23,8 @@ from analyzers.compare.layouts import (
 from analyzers.summary import LayerNode, ModelSummary, TensorInfo
 from analyzers.summary.memory import estimate_memory
 
-MAX_PREFIX_CANDIDATES = 8  # wrapper prefixes tried per side (the largest top-level containers)
+MAX_PREFIX_CANDIDATES = 6  # wrapper prefixes tried per side (the largest top-level containers)
+PREFIX_SAMPLE = 4000  # B paths the candidate prefixes are scored on
 
 
 def local_name(tensor: TensorInfo, node: LayerNode) -> str:
@@ -321,15 +322,21 @@ def _strip(path: str, prefix: str) -> str:
     return path[len(prefix):] if prefix and path.startswith(prefix) else path
 
 
+def _sample(paths: list[str], limit: int = PREFIX_SAMPLE) -> list[str]:
+    step = max(1, len(paths) // limit)
+    return paths[::step]
+
+
 def _choose_prefixes(a: ModelSummary, b: ModelSummary) -> tuple[str, str]:
-    """The pair of wrapper prefixes whose removal makes the most paths of A and B meet (none on a tie)."""
+    """The pair of wrapper prefixes whose removal makes the most paths of A and B meet (none on a tie); scored on
+    an even sample of B's paths, so a 10^5-layer pair is not walked once per candidate pair."""
     paths_a = [n.path for n, _ in a.walk() if n.path]
-    paths_b = [n.path for n, _ in b.walk() if n.path]
+    paths_b = _sample([n.path for n, _ in b.walk() if n.path])
     best, chosen = -1, ("", "")
     for pa in _prefix_candidates(a):
-        keys_a = {_strip(p, pa) for p in paths_a}
+        keys_a = {p[len(pa):] if pa and p.startswith(pa) else p for p in paths_a}
         for pb in _prefix_candidates(b):
-            hits = sum(1 for p in paths_b if _strip(p, pb) in keys_a)
+            hits = sum(1 for p in paths_b if (p[len(pb):] if pb and p.startswith(pb) else p) in keys_a)
             if hits > best:
                 best, chosen = hits, (pa, pb)
     return chosen
