@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QStackedWidget
 
-from analyzers.errors import LayerScopeError
+from analyzers.errors import LayerScopeError, TrustRequired
 from analyzers.loaders import LoadOptions
 from analyzers.tasks import CancelToken, Steps
 from app.session import ModelSession
@@ -69,6 +69,7 @@ class CompareController(QObject):
         self._explain_sign: str | None = None
         self.diff: StructureDiff | None = None
         self.last_outcome: Any = None
+        self._trust_question: Any = None  # the open "run its code?" question, if any
         self.actions = self._install_menu()
         window.jobs.progress.connect(self._on_progress)
         window.jobs.cancelled.connect(self._on_cancelled)
@@ -320,15 +321,35 @@ class CompareController(QObject):
         settings = CompareSettings(RunSettings(InputChoice(asked["kind"], asked["value"]), runs=1, warmup=0), request)
         self._explain_sign = asked.get("sign")
         ref_a, ref_b = self.window.session.model_ref(), self.session_b.model_ref()
-        self._explain_job = self.window.jobs.submit(partial(self._explain_steps, ref_a, ref_b, settings),
+        self._explain_job = self.window.jobs.submit(partial(self._explain_steps, ref_a, ref_b, settings, asked),
                                                     EXPLAIN_LABEL, "model", on_done=self._on_explained,
                                                     on_error=self._on_explain_failed)
         self.view.explain.set_busy(True, "Running both models…")
         return self._explain_job
 
-    def _explain_steps(self, ref_a: Any, ref_b: Any, settings: Any, token: CancelToken) -> Steps[Any]:
-        return (yield from self.runner.request("compare", token, ref_a.path, ref=ref_a, ref_b=ref_b,
-                                               settings=settings))
+    def _explain_steps(self, ref_a: Any, ref_b: Any, settings: Any, asked: dict, token: CancelToken) -> Steps[Any]:
+        from app.trust import NeedsTrust
+
+        try:
+            return (yield from self.runner.request("compare", token, ref_a.path, ref=ref_a, ref_b=ref_b,
+                                                   settings=settings))
+        except TrustRequired as exc:  # one of them carries code: ask about that file, then run both again
+            return exc.path, NeedsTrust(str(exc), partial(self.run_both, asked))
+
+    def _ask_trust(self, path: Path, request: Any) -> None:
+        from app.trust import TrustQuestion
+
+        session = self.session_b if self.session_b.path is not None and Path(path) == self.session_b.path \
+            else self.window.session
+        self.view.explain.set_busy(False, "")
+        self._trust_question = TrustQuestion(self.window, session)
+        self._trust_question.answered.connect(self._on_trust_answer)
+        self._trust_question.ask(request)
+
+    def _on_trust_answer(self, yes: bool) -> None:
+        if not yes:
+            self.view.explain.set_busy(False, "Not run: its code was not trusted.")
+            self.explainFinished.emit(None)
 
     def cancel_explain(self) -> None:
         """Stop the running compare run (the runner stops at its next forward pass)."""
@@ -341,6 +362,9 @@ class CompareController(QObject):
 
         self._explain_job = None
         if self.view is None:
+            return
+        if isinstance(outcome, tuple):  # (path, NeedsTrust): the runner would run a file's code
+            self._ask_trust(*outcome)
             return
         self.last_outcome = outcome
         self.view.explain.set_busy(False, "")

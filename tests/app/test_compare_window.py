@@ -219,3 +219,37 @@ def test_main_with_two_paths_saves_one_window_with_both_trees(tmp_path):
             assert ImageStat.Stat(grey.crop(box)).var[0] > 50, box
     bad = run_cli("--screenshot", str(out), "--tab", "graph", str(base.file), str(tuned.file))
     assert bad.returncode == 2 and "no compare page 'graph'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_running_two_files_with_code_asks_about_each_before_it_runs(qtbot, compare_window, open_and_wait, tmp_path):
+    import shutil
+
+    import torch
+
+    from tests.torch_fixtures import TinyCNN
+
+    torch.manual_seed(0)
+    a = tmp_path / "module_a.pt"
+    torch.save(TinyCNN().eval(), a)
+    b = tmp_path / "module_b.pt"
+    shutil.copy(a, b)
+    w = compare_window
+    _open_pair(qtbot, w, open_and_wait, a, b)
+    compare = w.compare
+    assert not w.session.options.trust and not w.session_b.options.trust
+    finished = []
+    compare.explainFinished.connect(finished.append)
+    compare.run_both({"kind": "auto", "value": "random:1x28x28", "method": None, "sign": None})
+    asked = []
+    for session in (w.session, w.session_b):  # A is refused first; after yes, B is
+        qtbot.waitUntil(lambda: compare._trust_question is not None and compare._trust_question.dialog is not None,
+                        timeout=120_000)
+        question = compare._trust_question
+        asked.append(question.session)
+        with qtbot.waitSignal(question.answered, timeout=10_000):
+            qtbot.mouseClick(question.dialog.open_button, Qt.MouseButton.LeftButton)
+        assert session.options.trust
+    assert asked == [w.session, w.session_b]
+    qtbot.waitUntil(lambda: bool(finished), timeout=120_000)
+    outcome = finished[0]
+    assert outcome is not None and outcome.a.result.prediction.top[0].index == outcome.b.result.prediction.top[0].index
