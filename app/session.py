@@ -25,6 +25,7 @@ class ModelSession(QObject):
     changed = Signal(object)  # the session, after a new model (or none) was set
     runFinished = Signal(object)  # RunOutcome
     attributionFinished = Signal(object)  # AttributeOutcome
+    attentionFinished = Signal(object)  # AttentionOutcome
     resultsCleared = Signal()
 
     def __init__(self, name: str = "A", parent: QObject | None = None) -> None:
@@ -34,6 +35,7 @@ class ModelSession(QObject):
         self.device = "auto"
         self.last_run: RunOutcome | None = None
         self.last_attribution: AttributeOutcome | None = None
+        self.last_attention: Any = None  # AttentionOutcome of the Attention tab's last capture
         self.jobs: dict[str, int] = {}  # label -> job id of the jobs running for this model
 
     # -- what is open --------------------------------------------------------------------------------
@@ -76,6 +78,7 @@ class ModelSession(QObject):
         self.loaded = loaded
         self.last_run = None
         self.last_attribution = None
+        self.last_attention = None
         self.changed.emit(self)
 
     def grant_trust(self) -> None:
@@ -98,6 +101,11 @@ class ModelSession(QObject):
         """Record a finished attribution."""
         self.last_attribution = outcome
         self.attributionFinished.emit(outcome)
+
+    def set_attention(self, outcome: Any) -> None:
+        """Record a finished attention capture."""
+        self.last_attention = outcome
+        self.attentionFinished.emit(outcome)
 
     def clear_results(self, kind: str = "all") -> None:
         """Forget the last run ("run"), attribution ("attribution") or both, before a new request of that

@@ -146,9 +146,15 @@ figure{margin:0}figure img{max-width:420px;image-rendering:pixelated;border:1px 
 {% endfor %}
 {% endif %}
 {% if report.includes("attention") and m.attention %}
+{% set at = m.attention %}
 <h2>Attention</h2>
+<table class="kv">
+<tr><td>Route</td><td>{{ at.route }} on {{ at.device }}</td></tr>
+<tr><td>Layers × heads</td><td>{{ at.layers|length }} × {{ at.heads }}</td></tr>
+<tr><td>Tokens</td><td>{{ at.tokens|length }}{% if at.padding %} ({{ at.padding }} padding, masked){% endif %}</td></tr>
+</table>
+{% for n in at.notes %}<div class="note">{{ n }}</div>{% endfor %}
 <div class="pictures">{% for p in m.attention_pictures %}<figure><img alt="{{ p.caption }}" src="{{ uri(p.png) }}"><figcaption>{{ p.caption }}</figcaption></figure>{% endfor %}</div>
-<pre class="mono">{{ dumps(m.attention) }}</pre>
 {% endif %}
 {% if report.includes("weights") and m.weights %}
 <h2>Weights</h2><pre class="mono">{{ dumps(m.weights) }}</pre>
@@ -156,9 +162,33 @@ figure{margin:0}figure img{max-width:420px;image-rendering:pixelated;border:1px 
 </section>
 {% endfor %}
 {% if report.includes("compare") and report.compare %}
-<h2>Comparison</h2>
-<div class="pictures">{% for p in report.compare_pictures %}<figure><img alt="{{ p.caption }}" src="{{ uri(p.png) }}"><figcaption>{{ p.caption }}</figcaption></figure>{% endfor %}</div>
-<pre class="mono">{{ dumps(report.compare) }}</pre>
+{% set c = report.compare %}
+<h2>Comparison: A = {{ c.a.path }}, B = {{ c.b.path }}</h2>
+<div class="muted">{% for k, v in c.alignment.items() %}{{ k.replace("_", " ") }} {{ v }}{% if not loop.last %} · {% endif %}{% endfor %}</div>
+<h3>Totals</h3>
+<table><thead><tr><th></th><th class="num">A</th><th class="num">B</th><th class="num">Δ</th><th class="num">Δ %</th></tr></thead><tbody>
+{% for label, f in c.totals.items() %}<tr><td>{{ label }}</td><td class="num">{{ num(f.a) }}</td><td class="num">{{ num(f.b) }}</td><td class="num">{{ num(f.delta) }}</td><td class="num">{{ "%.2f"|format(f.delta_percent) if f.delta_percent is not none else "" }}</td></tr>{% endfor %}
+</tbody></table>
+<h3>Memory what-ifs</h3>
+<table><thead><tr><th></th><th class="num">A</th><th class="num">B</th><th class="num">Δ</th></tr></thead><tbody>
+{% for label, f in c.memory.items() %}<tr><td>{{ label }}</td><td class="num">{{ hb(f.a) }}</td><td class="num">{{ hb(f.b) }}</td><td class="num">{{ ("+" if f.delta > 0 else "") ~ hb(f.delta) if f.delta else "0" }}</td></tr>{% endfor %}
+</tbody></table>
+<h3>Aligned layers</h3>
+<table class="layers"><thead><tr><th>Layer A</th><th>Layer B</th><th>Type</th><th class="num">Params A</th><th class="num">Params B</th><th class="num">Δ</th><th>What changed</th></tr></thead><tbody>
+{% for r in c.layers %}<tr class="{{ r.status }}"><td class="path">{{ "\u00a0\u00a0" * r.depth }}{{ "(model)" if r.a == "" else (r.a if r.a is not none else "—") }}</td><td class="path">{{ "(model)" if r.b == "" else (r.b if r.b is not none else "—") }}</td><td>{{ r.type_a or r.type_b or "" }}{% if r.type_a and r.type_b and r.type_a != r.type_b %} → {{ r.type_b }}{% endif %}</td><td class="num">{{ num(r.params_total_a) }}</td><td class="num">{{ num(r.params_total_b) }}</td><td class="num">{{ num(r.delta) }}</td><td>{{ r.status if r.status in ("added", "removed") else "" }}{{ r.changes|join("; ") }}</td></tr>
+{% endfor %}</tbody></table>
+{% if c.only_a %}<p>Only in A: {{ c.only_a|join(", ") }}</p>{% endif %}
+{% if c.only_b %}<p>Only in B: {{ c.only_b|join(", ") }}</p>{% endif %}
+{% if c.drift %}
+<h3>Weight drift</h3>
+{% set dm = c.drift.model %}
+<p>Whole model: relative change {{ "%.4g"|format(dm.relative_change) }}, cosine {{ "%.6f"|format(dm.cosine) }}, max |B − A| {{ "%.4g"|format(dm.max_abs_diff) }}, {{ pct(dm.changed_fraction) }} of elements changed.</p>
+<table><thead><tr><th>Layer</th><th>Type</th><th class="num">Relative change</th><th class="num">Cosine</th><th class="num">Max |B − A|</th><th class="num">Changed</th><th class="num">Zeros A</th><th class="num">Zeros B</th></tr></thead><tbody>
+{% for r in drift_rows(c.drift) %}{% set t = r.total %}<tr><td class="path">{{ r.a or r.b }}</td><td>{{ r.type }}</td><td class="num">{{ "%.4g"|format(t.relative_change) if t.relative_change is not none else "" }}</td><td class="num">{{ "%.6f"|format(t.cosine) if t.cosine is not none else "" }}</td><td class="num">{{ "%.4g"|format(t.max_abs_diff) if t.max_abs_diff is not none else "" }}</td><td class="num">{{ pct(t.changed_fraction) }}</td><td class="num">{{ pct(t.sparsity_a) }}</td><td class="num">{{ pct(t.sparsity_b) }}</td></tr>
+{% endfor %}</tbody></table>
+{% endif %}
+{% if c.outputs %}<h3>The same input through both</h3><table class="kv">{% for k, v in scalars(c.outputs) %}<tr><td>{{ k.replace("_", " ") }}</td><td>{{ v }}</td></tr>{% endfor %}</table>{% endif %}
+{% if report.compare_pictures %}<div class="pictures">{% for p in report.compare_pictures %}<figure><img alt="{{ p.caption }}" src="{{ uri(p.png) }}"><figcaption>{{ p.caption }}</figcaption></figure>{% endfor %}</div>{% endif %}
 {% endif %}
 <script>
 (function(){
@@ -183,6 +213,18 @@ figure{margin:0}figure img{max-width:420px;image-rendering:pixelated;border:1px 
 """
 
 
+def _drift_rows(drift: dict[str, Any]) -> list[dict[str, Any]]:
+    """The drift table's layers, most changed first (layers with no comparable values last)."""
+    rows = list(drift.get("layers") or [])
+    return sorted(rows, key=lambda r: -((r.get("total") or {}).get("relative_change") or -1.0))
+
+
+def _scalars(doc: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The plain (number or text) entries of a document, for a key-value table."""
+    return [(k, f"{v:.4g}" if isinstance(v, float) else v) for k, v in doc.items()
+            if isinstance(v, str | int | float | bool) or v is None]
+
+
 def _params(parameters: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in parameters.items())
 
@@ -203,5 +245,7 @@ def render_html(report: Report) -> str:
     return _template().render(
         report=report, hb=human_bytes, hc=human_count, svg=lambda c: Markup(svg_bar_chart(c)),
         layers=layer_table, memory=memory_rows, uri=data_uri, params=_params,
-        pct=lambda p: "" if p != p else f"{100 * p:.2f}%",
-        dumps=lambda d: json.dumps(d, indent=1, default=str)[:200_000])
+        pct=lambda p: "" if p is None or p != p else f"{100 * p:.2f}%",
+        dumps=lambda d: json.dumps(d, indent=1, default=str)[:200_000],
+        num=lambda n: "" if n is None else f"{n:,}" if isinstance(n, int) else f"{n:.4g}",
+        drift_rows=_drift_rows, scalars=_scalars)

@@ -290,3 +290,59 @@ def attach_attribution(section: ModelSection, attribution: Any, sanity: Any = No
                                     f"({attribution.target_label})", buffer.getvalue()))
     if run_doc is not None and section.run is None:
         section.run = dict(run_doc)
+
+
+def _png_bytes(write: Any) -> bytes:
+    """PNG bytes from a function that writes a PNG file (the views' writers take a path)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="layerscope-report-") as tmp:
+        path = Path(tmp) / "picture.png"
+        write(path)
+        return path.read_bytes()
+
+
+def attach_attention(section: ModelSection, result: Any) -> None:
+    """Add a captured attention (analyzers.explain.attention.AttentionResult): its facts, the mean over heads of
+    the last layer, and the rollout through every layer."""
+    from analyzers.explain.attention import ATTENTION_SCHEMA
+    from analyzers.explain.attention_display import write_view_png
+
+    section.attention = {"schema": ATTENTION_SCHEMA, **result.to_json()}
+    last = len(result.layers) - 1
+    if last < 0:
+        return
+    section.attention_pictures.append(Picture(f"{result.layers[last].name}: mean over heads",
+                                              _png_bytes(lambda p: write_view_png(p, result, last, None, False))))
+    if result.rollout_indices():
+        section.attention_pictures.append(Picture("rollout through every layer",
+                                                  _png_bytes(lambda p: write_view_png(p, result, None, None, True))))
+
+
+def attach_compare(report: Report, doc: dict[str, Any], maps: Any = None, a_display: Any = None,
+                   b_display: Any = None) -> None:
+    """Add a comparison (`layerscope.compare/1`) and, when both models explained one input, the two maps on
+    their shared scale and B − A as pictures."""
+    import io
+
+    from PIL import Image
+
+    report.compare = doc
+    if maps is None:
+        return
+    from analyzers.explain.display import colorize, default_colormap, overlay
+
+    for caption, norm, display, sign in (("A's map (shared scale)", maps.a, a_display, maps.sign),
+                                         ("B's map (shared scale)", maps.b, b_display, maps.sign),
+                                         ("B − A", maps.difference, a_display, "all")):
+        if norm is None:
+            continue
+        rgba = colorize(norm, default_colormap(sign), sign)
+        rgb = overlay(display, rgba)
+        image = Image.fromarray(rgb)
+        if max(image.size) < 224:
+            factor = max(1, 224 // max(image.size))
+            image = image.resize((image.size[0] * factor, image.size[1] * factor), Image.NEAREST)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        report.compare_pictures.append(Picture(caption, buffer.getvalue()))

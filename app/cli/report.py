@@ -7,6 +7,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from analyzers.errors import LayerScopeError
 from analyzers.report.formats import format_for, write_text_report
@@ -46,6 +47,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=16, metavar="N", help="path points / windows per forward pass")
     p.add_argument("--qa-output", choices=("start", "end"), default="start", help="QA: explain the start or end logit")
     p.add_argument("--sanity", action="store_true", help="add the weight-randomisation check to the attribution")
+    p.add_argument("--attention", action="store_true",
+                   help="capture the model's attention on --input and add its maps (a transformer, or a model with "
+                        "attention layers)")
+    p.add_argument("--weights", action="store_true",
+                   help="with two models: add the weight drift between them (reads both checkpoints' values)")
     p.add_argument("--sanity-layers", type=int, default=1, metavar="N", help="top layers to re-initialise (default 1)")
 
 
@@ -69,7 +75,8 @@ def _check(args: argparse.Namespace, out: Path) -> None:
 
 
 def _explain(args: argparse.Namespace, section: ModelSection, progress: TerminalProgress) -> str:
-    """Run the model on --input and attribute it with --method; the device it ran on."""
+    """Run the model on --input, attribute it with --method and capture its attention with --attention; the
+    device it ran on."""
     from analyzers.explain.attribution import attribute
     from app.cli.attribute import request_from
 
@@ -88,7 +95,27 @@ def _explain(args: argparse.Namespace, section: ModelSection, progress: Terminal
 
             sanity = drive(randomization_check(live, attribution, args.sanity_layers, args.seed), progress)
         attach_attribution(section, attribution, sanity)
+    if args.attention:
+        from analyzers.report.model import attach_attention
+
+        attach_attention(section, drive(live.attention(inp), progress))
     return result.device
+
+
+def _compare(args: argparse.Namespace, report: Any, progress: TerminalProgress) -> None:
+    """Align the two models (and stream their weight drift with --weights) into the report's comparison."""
+    from analyzers.compare.document import compare_to_json
+    from analyzers.compare.structure import align
+    from analyzers.report.model import attach_compare
+
+    a, b = (m.summary for m in report.models)
+    diff = align(a, b)
+    drift = None
+    if args.weights:
+        from analyzers.compare.drift import drift_steps
+
+        drift = drive(drift_steps(a, b, diff=diff), progress)
+    attach_compare(report, compare_to_json(diff, drift, depth=args.depth))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,12 +134,14 @@ def run(args: argparse.Namespace) -> int:
             path = Path(model).expanduser()
             summary = drive(open_model(path, bundled_options(path, options_from(args))), progress)
             models.append(drive(model_section(summary, args.depth), progress))
-        if args.input is not None or args.method:
+        if args.input is not None or args.method or args.attention:
             for section in models:
                 device = _explain(args, section, progress)
         argv = list(getattr(args, "argv", None) or sys.argv[1:])
         command = "layerscope " + " ".join(shlex.quote(a) for a in argv) if argv else ""
         report = new_report(models, command, sections, device)
+        if len(models) == 2:
+            _compare(args, report, progress)
         if format_for(out) == "pdf":
             from analyzers.report.html import render_html
             from app.report_browser import print_pdf

@@ -144,6 +144,7 @@ class AttentionController(QObject):
             return
         self._job = None
         self.last_outcome = outcome
+        self.session.set_attention(outcome)
         self.panel.set_busy(False, "")
         self.panel.set_result(outcome.result, caption(outcome))
         self.attentionFinished.emit(outcome)

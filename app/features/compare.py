@@ -69,6 +69,8 @@ class CompareController(QObject):
         self._explain_sign: str | None = None
         self.diff: StructureDiff | None = None
         self.last_outcome: Any = None
+        self.last_drift: Any = None  # DriftReport of the Drift page's last run (for reports)
+        self.last_explained: tuple[Any, Any, tuple[Any, Any]] | None = None  # (comparison, maps, displays)
         self._trust_question: Any = None  # the open "run its code?" question, if any
         self.actions = self._install_menu()
         window.jobs.progress.connect(self._on_progress)
@@ -179,6 +181,8 @@ class CompareController(QObject):
             self._stack.setCurrentIndex(0)
         if self.session_b.is_open:
             self.session_b.set_loaded(None)
+        self.last_drift = None
+        self.last_explained = None
         self.diff = None
         self._update_title()
 
@@ -213,6 +217,8 @@ class CompareController(QObject):
             return
         self.diff = None
         self.last_outcome = None
+        self.last_drift = None
+        self.last_explained = None
         self.view.explain.clear()
         a, b = self.window.session.summary, self.session_b.summary
         self._update_title()
@@ -261,6 +267,7 @@ class CompareController(QObject):
         self._drift_job = None
         if self.diff is None or self.view is None or report.path_a != self.diff.a.source.path:
             return
+        self.last_drift = report
         self.view.set_drift_busy(False, f"Relative change of the whole model: {report.model.relative_change:.4g}")
         self.view.set_drift(report)
         self.driftFinished.emit(report)
@@ -380,6 +387,7 @@ class CompareController(QObject):
             displays = (ma.input.display, mb.input.display)
             target = f"class {ma.target_label or ma.target}"
         names = (self.window.session.path.name, self.session_b.path.name)
+        self.last_explained = (comparison, maps, displays)
         self.view.explain.show_outcome(names, comparison, maps, displays, outcome.notes, target)
         self.explainFinished.emit(outcome)
 

@@ -19,16 +19,25 @@ from analyzers.tasks import CancelToken, Progress, Steps
 EXPORT_LABEL = "Exporting the report"
 
 
-def section_availability(session: Any) -> dict[str, str]:
-    """Section -> "" when the session has its data, else the sentence saying why it is greyed out."""
+def section_availability(session: Any, compare: Any = None, weights: Any = None) -> dict[str, str]:
+    """Section -> "" when the window has its data, else the sentence saying why it is greyed out."""
     out = {k: "" for k in ("header", "totals", "layers", "memory", "charts", "notes")}
     out["run"] = "" if session.last_run is not None else "Run the model on the Explain tab first."
     out["attribution"] = "" if session.last_attribution is not None else "Compute an attribution on the Explain tab first."
-    for key, attr, why in (("attention", "last_attention", "Capture attention on the Attention tab first."),
-                           ("compare", "comparison", "Compare with a second model first (File ▸ Compare with…)."),
-                           ("weights", "weight_stats", "Compute weight statistics on the Weights tab first.")):
-        out[key] = "" if getattr(session, attr, None) is not None else why
+    out["attention"] = "" if session.last_attention is not None else "Capture attention on the Attention tab first."
+    out["compare"] = "" if compare is not None and compare.diff is not None else \
+        "Compare with a second model first (File ▸ Compare with…)."
+    out["weights"] = "" if weights is not None else "Compute weight statistics on the Weights tab first."
     return out
+
+
+def comparison_document(compare: Any, depth: int) -> tuple[dict[str, Any], Any, tuple[Any, Any]]:
+    """The compare feature's alignment, drift and same-input outcome as layerscope.compare/1, with its maps."""
+    from analyzers.compare.document import compare_to_json
+
+    comparison, maps, displays = compare.last_explained or (None, None, (None, None))
+    doc = compare_to_json(compare.diff, compare.last_drift, comparison, maps, depth)
+    return doc, maps, displays
 
 
 def run_document(outcome: Any) -> dict[str, Any]:
@@ -38,14 +47,28 @@ def run_document(outcome: Any) -> dict[str, Any]:
             "input": outcome.input or dict(r.input), "prediction": r.prediction.to_json(), "latency": r.timing.to_json()}
 
 
-def report_steps(session: Any, choice: Any, target: Path, command: str, token: CancelToken) -> Steps[Any]:
+def report_steps(session: Any, choice: Any, target: Path, command: str, token: CancelToken,
+                 compare: Any = None, session_b: Any = None, weights: Any = None) -> Steps[Any]:
     """Gather and render the report in a worker; returns the rendered HTML for a PDF, else the written path."""
     from analyzers.report.formats import write_text_report
     from analyzers.report.html import render_html
-    from analyzers.report.model import attach_attribution, model_section, new_report
+    from analyzers.report.model import (
+        attach_attention,
+        attach_attribution,
+        attach_compare,
+        model_section,
+        new_report,
+    )
 
     yield Progress(0, None, "Gathering the report")
     section = yield from model_section(session.summary, choice.depth, token)
+    sections = [section]
+    if "compare" in choice.sections and compare is not None and session_b is not None and session_b.is_open:
+        sections.append((yield from model_section(session_b.summary, choice.depth, token)))
+    if "attention" in choice.sections and session.last_attention is not None:
+        attach_attention(section, session.last_attention.result)
+    if "weights" in choice.sections and weights is not None:
+        section.weights = weights
     device = ""
     if "run" in choice.sections and session.last_run is not None:
         section.run = run_document(session.last_run)
@@ -54,7 +77,10 @@ def report_steps(session: Any, choice: Any, target: Path, command: str, token: C
         outcome = session.last_attribution
         attach_attribution(section, outcome.attribution, outcome.sanity)
         device = device or outcome.attribution.device
-    report = new_report([section], command, choice.sections, device)
+    report = new_report(sections, command, choice.sections, device)
+    if len(sections) == 2:
+        doc, maps, displays = comparison_document(compare, choice.depth)
+        attach_compare(report, doc, maps, *displays)
     token.raise_if_cancelled()
     yield Progress(1, 2, f"Writing {target.name}")
     if choice.format == "pdf":
@@ -100,7 +126,8 @@ class ReportFeature(QObject):
             while len(depths) <= row.depth:
                 depths.append(0)
             depths[row.depth] += 1
-        self.dialog = ReportDialog(section_availability(session), depths, self.window)
+        self.dialog = ReportDialog(section_availability(session, self._compare(), self._weights()), depths,
+                                   self.window)
         if self.dialog.exec() != QDialog.DialogCode.Accepted:
             return
         choice = self.dialog.choice()
@@ -118,11 +145,27 @@ class ReportFeature(QObject):
         if not session.is_open:
             self.window.show_error("Open a model first, then export its report.")
             return None
-        command = (f"layerscope report {session.path} --out {target} --depth {choice.depth} "
+        compare = self._compare()
+        session_b = compare.session_b if compare is not None else None
+        paths = [str(session.path)] + ([str(session_b.path)] if compare is not None and session_b.is_open else [])
+        command = (f"layerscope report {' '.join(paths)} --out {target} --depth {choice.depth} "
                    f"--sections {','.join(choice.sections)}")
-        self._job = self.window.jobs.submit(partial(report_steps, session, choice, target, command), EXPORT_LABEL,
-                                            "io", on_done=partial(self._done, target, choice), on_error=self._error)
+        steps = partial(report_steps, session, choice, target, command, compare=compare, session_b=session_b,
+                        weights=self._weights())
+        self._job = self.window.jobs.submit(steps, EXPORT_LABEL, "io", on_done=partial(self._done, target, choice),
+                                            on_error=self._error)
         return self._job
+
+    def _compare(self) -> Any:
+        """The compare feature when the window is comparing two models (its alignment is done), else None."""
+        compare = getattr(self.window, "compare", None)
+        return compare if compare is not None and compare.active and compare.diff is not None else None
+
+    def _weights(self) -> Any:
+        """The Weights tab's last layerscope.weights/1 document, when it computed one."""
+        weights = getattr(self.window, "weights", None)
+        document = getattr(weights, "last_document", None)
+        return document() if callable(document) else document
 
     def _done(self, target: Path, choice: Any, result: Any) -> None:
         self._job = None

@@ -124,3 +124,50 @@ def test_the_report_command_with_an_attribution_on_the_bundled_cnn(tmp_path: Pat
     assert model["run"]["prediction"]["top"][0]["index"] == 3
     (attribution,) = model["attributions"]
     assert attribution["method"] == "ig" and attribution["completeness"]["within_1_percent"]
+
+
+@pytest.mark.slow
+def test_a_report_of_two_models_embeds_their_comparison(tmp_path: Path) -> None:
+    """report A B --weights holds both models and the compare/1 document the compare command prints."""
+    from tests.zoo_helpers import zoo_or_skip
+
+    a = zoo_or_skip("digits_cnn_keras").file
+    b = a.with_name("digits_cnn_pruned.keras")
+    if not b.exists():
+        pytest.skip("the pruned copy of the digits CNN is not built")
+    out = tmp_path / "r.json"
+    res = run_cli("report", str(a), str(b), "--weights", "--out", str(out), timeout=300)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(out.read_text())
+    assert [m["name"] for m in doc["models"]] == [a.name, b.name]
+    direct = run_cli("compare", str(a), str(b), "--weights", "--json", timeout=300)
+    theirs = json.loads(direct.stdout)
+    ours = doc["compare"]
+    assert ours["schema"] == "layerscope.compare/1" and ours["drift"]["model"] == theirs["drift"]["model"]
+    assert ours["drift"]["model"]["sparsity_b"] > 0.45  # half of every kernel is zero in the pruned copy
+    html = tmp_path / "r.html"
+    assert run_cli("report", str(a), str(b), "--out", str(html), timeout=300).returncode == 0
+    assert "Aligned layers" in html.read_text() and "Comparison: A =" in html.read_text()
+
+
+@pytest.mark.slow
+def test_a_report_with_attention_holds_the_vits_maps(tmp_path: Path) -> None:
+    import torch
+
+    from analyzers.loaders import LoadOptions
+    from analyzers.runtime import load_live_model
+    from tests.zoo_helpers import zoo_or_skip
+
+    entry = zoo_or_skip("digits_vit_torch")
+    out = tmp_path / "r.json"
+    res = run_cli("report", str(entry.file), "--input", "sample:0", "--attention", "--out", str(out), timeout=300)
+    assert res.returncode == 0, res.stderr
+    attention = json.loads(out.read_text())["models"][0]["attention"]
+    module = load_live_model(entry.file, LoadOptions()).module
+    mha = [m for m in module.modules() if isinstance(m, torch.nn.MultiheadAttention)]
+    assert attention["schema"] == "layerscope.attention/1"
+    assert len(attention["layers"]) == len(mha) and attention["heads"] == mha[0].num_heads
+    html = tmp_path / "r.html"
+    assert run_cli("report", str(entry.file), "--input", "sample:0", "--attention", "--out", str(html),
+                   timeout=300).returncode == 0
+    assert html.read_text().count('alt="') >= 2 and "rollout through every layer" in html.read_text()
