@@ -239,20 +239,53 @@ def _hf_kwargs(module: Any, x: Any, inp: ShapeInput) -> dict[str, Any]:
     return kwargs
 
 
-def run_on_meta(module: Any, inp: ShapeInput, call: str = "plain", token: CancelToken | None = None
-                ) -> tuple[dict[str, Shape], dict[str, int]]:
-    """One forward pass of `module` (on the meta device) for `inp`: each module's output shape (first call)
-    and inclusive FLOPs, by module path ("" for the whole model). Every hook is removed afterwards."""
+REPEAT_MIN = 4  # a ModuleList of at least this many structurally identical blocks is run with two of them
+
+
+def _signature(block: Any) -> tuple:
+    """What makes two blocks interchangeable for shapes and FLOPs: classes, tensor shapes and dtypes, and
+    hyper-parameters of every submodule (a layer's own index aside)."""
+    from analyzers.loaders.torch_modules import module_attributes
+
+    def attrs(m: Any) -> tuple:
+        return tuple(sorted((k, v) for k, v in module_attributes(m).items()
+                            if "idx" not in k and "index" not in k and k not in ("layer_id", "layer_number")))
+
+    subs = tuple((n, type(m).__name__, attrs(m)) for n, m in block.named_modules())
+    tensors = tuple((n, tuple(t.shape), str(t.dtype)) for n, t in (*block.named_parameters(), *block.named_buffers()))
+    return subs, tensors
+
+
+def repeated_blocks(module: Any) -> list[tuple[str, Any]]:
+    """(path, ModuleList) of the outermost lists of REPEAT_MIN or more structurally identical blocks."""
+    import torch
+
+    found: list[tuple[str, Any]] = []
+    for path, m in module.named_modules():
+        if not isinstance(m, torch.nn.ModuleList) or len(m) < REPEAT_MIN:
+            continue
+        if any(path.startswith(p + ".") for p, _ in found):
+            continue
+        blocks = list(m)
+        first = _signature(blocks[0])
+        if all(type(b) is type(blocks[0]) for b in blocks) and all(_signature(b) == first for b in blocks[1:]):
+            found.append((path, m))
+    return found
+
+
+def _one_pass(module: Any, inp: ShapeInput, call: str, token: CancelToken | None, names: dict[int, str]
+              ) -> tuple[dict[str, Shape], dict[str, Shape], dict[str, int], set[str]]:
+    """One hooked forward pass under FlopCounterMode: (output shapes, input shapes, FLOPs by path, paths run)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     dtype = getattr(torch, inp.dtype, torch.float32)
     x = torch.zeros(inp.shape, dtype=dtype, device="meta")
-    names = {id(m): n for n, m in module.named_modules()}
     shapes: dict[str, Shape] = {}
+    inputs: dict[str, Shape] = {}
     ran: set[str] = set()
 
-    def record(mod: Any, _args: Any, out: Any) -> None:
+    def record(mod: Any, args: Any, out: Any) -> None:
         path = names.get(id(mod))
         if path is None or path in ran:
             return
@@ -260,6 +293,9 @@ def run_on_meta(module: Any, inp: ShapeInput, call: str = "plain", token: Cancel
         shape = _first_shape(out)
         if shape is not None:
             shapes[path] = shape
+        given = _first_shape(args)
+        if given is not None:
+            inputs[path] = given
 
     def check(*_: Any) -> None:
         if token is not None:
@@ -284,10 +320,9 @@ def run_on_meta(module: Any, inp: ShapeInput, call: str = "plain", token: Cancel
     finally:
         for handle in handles:
             handle.remove()
-    counts = counter.get_flop_counts()
     root_name = type(module).__name__
     flops: dict[str, int] = {}
-    for key, by_op in counts.items():
+    for key, by_op in counter.get_flop_counts().items():
         if key == "Global":
             continue
         path = "" if key == root_name else key[len(root_name) + 1:] if key.startswith(root_name + ".") else None
@@ -296,6 +331,72 @@ def run_on_meta(module: Any, inp: ShapeInput, call: str = "plain", token: Cancel
     for path in ran:  # modules that ran without a counted operation did 0 FLOPs, not "unknown"
         flops.setdefault(path, 0)
     flops.setdefault("", int(counter.get_total_flops()))
+    return shapes, inputs, flops, ran
+
+
+def _extend(result: tuple, lists: list[tuple[str, Any]], full_length: dict[str, int]) -> bool:
+    """Blocks 2.. of each shortened list take block 1's shapes and FLOPs, and every module above the list adds
+    them; False (nothing changed) unless both blocks ran, keep their input's shape and agree on everything."""
+    shapes, inputs, flops, ran = result
+    for path, _ in lists:
+        a, b = f"{path}.0", f"{path}.1"
+        if a not in ran or b not in ran or shapes.get(a) is None:
+            return False
+        if not (inputs.get(a) == shapes.get(a) == inputs.get(b) == shapes.get(b)):
+            return False
+        for p in [q for q in ran if q == b or q.startswith(b + ".")]:
+            twin = a + p[len(b):]
+            if shapes.get(twin) != shapes.get(p) or flops.get(twin) != flops.get(p):
+                return False
+    for path, _ in lists:
+        b = f"{path}.1"
+        block = [q for q in ran if q == b or q.startswith(b + ".")]
+        for i in range(2, full_length[path]):
+            for p in block:
+                q = f"{path}.{i}" + p[len(b):]
+                ran.add(q)
+                flops[q] = flops[p]
+                if p in shapes:
+                    shapes[q] = shapes[p]
+                if p in inputs:
+                    inputs[q] = inputs[p]
+        extra = (full_length[path] - 2) * flops[b]
+        for ancestor in [p for p in list(flops) if not p or path == p or path.startswith(p + ".")]:
+            flops[ancestor] += extra
+    return True
+
+
+def run_on_meta(module: Any, inp: ShapeInput, call: str = "plain", token: CancelToken | None = None,
+                shortcut: bool = True) -> tuple[dict[str, Shape], dict[str, int]]:
+    """One forward pass of `module` (on the meta device) for `inp`: each module's output shape (first call)
+    and inclusive FLOPs, by module path ("" for the whole model). Every hook is removed afterwards.
+
+    With `shortcut`, a ModuleList of REPEAT_MIN or more structurally identical blocks (a transformer's
+    layers) runs with its first two blocks only: when both keep their input's shape and agree on every
+    shape and FLOPs figure, the others are the same and are filled in (80 Llama-70B layers cost 2); any
+    doubt, and the whole model runs."""
+    from collections import OrderedDict
+
+    names = {id(m): n for n, m in module.named_modules()}
+    lists = repeated_blocks(module) if shortcut else []
+    result = None
+    if lists:
+        full = {path: lst._modules for path, lst in lists}
+        try:
+            for path, lst in lists:
+                lst._modules = OrderedDict(list(full[path].items())[:2])
+            try:
+                result = _one_pass(module, inp, call, token, names)
+            except Exception:  # a forward that needs all its layers (it counts them): run them all
+                result = None
+        finally:
+            for path, lst in lists:
+                lst._modules = full[path]
+        if result is not None and not _extend(result, lists, {p: len(m) for p, m in full.items()}):
+            result = None
+    if result is None:
+        result = _one_pass(module, inp, call, token, names)
+    shapes, _, flops, _ = result
     # Containers that are never called themselves (ModuleList, ModuleDict) hold what their children did.
     for path in sorted(names.values(), key=lambda p: -p.count(".") if p else 1):
         if path in flops or not path:

@@ -305,3 +305,25 @@ def test_inspect_cli_shapes_flops_json_and_errors():
     assert doc["shapes"]["total_flops"] == layers[""]["flops"]
     bad = run_cli("inspect", str(entry.file), "--flops", "--input-shape", "2x1x20")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("index", range(3), ids=["llama", "bert", "gpt2"])
+def test_repeated_blocks_shortcut_equals_the_full_pass(index):
+    """Running two of N identical transformer layers and filling in the rest gives exactly the full pass."""
+    import torch
+
+    from analyzers.loaders.shape_inference import repeated_blocks, run_on_meta
+    from analyzers.summary.shapes import ShapeInput
+
+    config, cls = _small_configs()[index]
+    for key in ("num_hidden_layers", "n_layer"):
+        if hasattr(config, key):
+            setattr(config, key, 5)
+    with torch.device("meta"):
+        model = cls(config)
+    assert len(repeated_blocks(model)) == 1
+    inp = ShapeInput((2, 16), "int64", "tokens")
+    fast = run_on_meta(model, inp, "hf", shortcut=True)
+    full = run_on_meta(model, inp, "hf", shortcut=False)
+    assert fast == full
+    assert any(".4." in p for p in fast[0])  # the fifth layer has its figures too
