@@ -9,7 +9,10 @@ wall time and peak RSS of:
       that only ran `import torch, transformers`)
   (d) the accelerate route: AutoConfig + init_empty_weights + from_config (`accelerate estimate-memory`)
   (e) a bare parse of the headers (json.loads of every shard header)
-Each is the median of several runs; ratios are against (e) for (a) and against (d) for (b), (c).
+  (f) output shapes and FLOPs of every layer for batch 1 x 512 tokens (meta-device forward pass, no weight
+      read), in the same warm process right after (c): its time against the typed tree's
+Each is the median of several runs; ratios are against (e) for (a), against (d) for (b), (c), and (f)
+against (c) measured in the same process (target: at most 2x).
 """
 
 from __future__ import annotations
@@ -69,6 +72,25 @@ from analyzers.tasks import drive
 t = time.perf_counter()
 summary = drive(open_model(sys.argv[1], LoadOptions()))
 print(json.dumps({"inner": time.perf_counter() - t, "params": summary.totals.params}))
+"""
+
+
+SHAPES = r"""
+import importlib, json, sys, time
+sys.path.insert(0, sys.argv[2])
+for m in sys.argv[3].split(","):
+    importlib.import_module(m)
+from analyzers.loaders import open_model, LoadOptions
+from analyzers.loaders.shape_inference import infer_shapes
+from analyzers.tasks import drive
+t = time.perf_counter()
+summary = drive(open_model(sys.argv[1], LoadOptions()))
+tree = time.perf_counter() - t
+t = time.perf_counter()
+report = drive(infer_shapes(summary))
+shapes = time.perf_counter() - t
+print(json.dumps({"tree": tree, "shapes": shapes, "flops": report.total_flops, "layers": len(report.shapes),
+                  "input": report.input_text}))
 """
 
 
@@ -138,7 +160,10 @@ def bench_shape(shape: LlamaShape, root: Path, runs: int) -> dict:
     assert json.loads(d[2])["params"] == shape.params
     e = median_of(runs, [py, "-c", BARE_PARSE, str(folder)])
     e_inner = json.loads(e[2])["inner"]
-    return {"shape": shape, "a": a, "b": b, "c": c_inner, "c0": c0_inner, "d": d, "e": e, "e_inner": e_inner}
+    f = [json.loads(median_of(1, [py, "-c", SHAPES, str(folder), str(REPO), ",".join(WARM_MODULES)])[2])
+         for _ in range(runs)]
+    return {"shape": shape, "a": a, "b": b, "c": c_inner, "c0": c0_inner, "d": d, "e": e, "e_inner": e_inner,
+            "f": f}
 
 
 def report(res: dict) -> list[str]:
@@ -163,7 +188,19 @@ def report(res: dict) -> list[str]:
         f"[target <= {c_target} s: {verdict(res['c'] <= c_target)}]",
         f"    same after `import torch, transformers` alone     {res['c0']:7.2f} s   "
         "(transformers then imports modeling_utils lazily; the loader process warms it up)",
+        *shapes_lines(res["f"]),
     ]
+
+
+def shapes_lines(runs: list[dict]) -> list[str]:
+    """(f): shapes and FLOPs against the typed tree timed in the same process."""
+    tree = statistics.median(r["tree"] for r in runs)
+    shapes = statistics.median(r["shapes"] for r in runs)
+    last = runs[-1]
+    ratio = shapes / tree if tree else float("inf")
+    return [f"(f) shapes + FLOPs, meta device ({last['input']}: {last['flops'] / 1e12:.2f} TFLOPs, "
+            f"{last['layers']:,} layers)  {shapes:7.2f} s = {ratio:.2f}x the typed tree's {tree:.2f} s in that process   "
+            f"[target <= 2.00x: {'meets target' if ratio <= 2.0 else 'MISSES target'}]"]
 
 
 def main() -> int:
