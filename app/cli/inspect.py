@@ -50,6 +50,11 @@ def run(args: argparse.Namespace) -> int:
         raise LayerScopeError("--batch and --seq-len must be positive integers.")
     if args.depth is not None and args.depth < 0:
         raise LayerScopeError("--depth must be 0 or more.")
+    requested = None
+    if args.input_shape:
+        from analyzers.summary.shapes import parse_shape_text
+
+        requested = parse_shape_text(args.input_shape)  # a typo is said before the model is opened
     progress = TerminalProgress()
     try:
         from app.loading import bundled_options
@@ -59,9 +64,8 @@ def run(args: argparse.Namespace) -> int:
         report = None
         if args.shapes or args.flops or args.input_shape:
             from analyzers.loaders.shape_inference import infer_shapes
-            from analyzers.summary.shapes import apply_report, parse_shape_text
+            from analyzers.summary.shapes import apply_report
 
-            requested = parse_shape_text(args.input_shape) if args.input_shape else None
             report = drive(infer_shapes(summary, requested, trust=options.trust), progress)
             if requested is not None and not report.shapes and report.shapes_reason:
                 raise LayerScopeError(report.shapes_reason)  # the shape asked for does not fit the model
